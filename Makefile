@@ -1,0 +1,61 @@
+# BitNet b1.58 conformance harness. The two commands that matter:
+#   make conformance   run the suites on the default configs, write reports/
+#   make test          unit tests (race detector), short fuzzing, then the suites
+SHELL := /bin/bash
+GO ?= go
+GINKGO := $(GO) tool ginkgo
+REPORTS := reports
+# Recommended CI flags (Ginkgo docs). -p is left out on purpose: the model's
+# kernels already use every core, and parallel processes would only fight
+# over them. Add it with GINKGO_EXTRA=-p; full-scale specs are Serial.
+GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-going \
+	--poll-progress-after=60s --poll-progress-interval=30s \
+	--junit-report=junit.xml --json-report=report.json --output-dir=$(REPORTS)
+# Harness options passed to every suite, e.g. make conformance ARGS='-configs=tiny-mha-tied'
+ARGS ?=
+FUZZTIME ?= 20s
+PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
+
+.PHONY: all conformance conformance-7b test unit fuzz-short fuzz bench bench-kernels \
+	bench-2b bench-2b-grad bench-7b golden vet clean
+
+all: test
+
+conformance:
+	@mkdir -p $(REPORTS)
+	$(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- $(ARGS)
+
+conformance-7b:
+	@mkdir -p $(REPORTS)
+	$(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- -configs=tritter-7b $(ARGS)
+
+test: vet unit fuzz-short conformance
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -short -count=1 $(PACKAGES)
+
+# Each fuzz target runs for FUZZTIME; crashers land in testdata/fuzz and
+# become regression cases that the unit tests replay.
+FUZZ_TARGETS := ./internal/tensorfile:FuzzOpen ./golden:FuzzLoad ./model:FuzzParseConfig
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=5m
+
+bench: bench-kernels
+
+bench-kernels:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./kernels/... | tee $(REPORTS)/bench-kernels.txt
+
+golden:
+	/usr/bin/python3 golden/gen/generate.py --out golden/cases
+
+clean:
+	rm -rf $(REPORTS)

@@ -1,0 +1,114 @@
+// Package conformance is the BitNet b1.58 conformance harness: config
+// presets, harness options, spec registration, tensor matchers and the
+// tolerance policy. Suites under suites/ call its Describe functions; a user
+// can call the same functions inside their own Ginkgo suite.
+package conformance
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+)
+
+// Options are the harness options every suite accepts. Flags bind straight
+// to the fields; an environment variable fills a field whose flag was not set.
+type Options struct {
+	// Configs lists the presets to run, by name (flag -configs=a,b, env
+	// CONFORMANCE_CONFIGS). Empty means DefaultConfigs.
+	Configs string
+	// ConfigDir is a folder of extra preset JSON files (flag -config-dir,
+	// env CONFORMANCE_CONFIG_DIR). A file there named like a built-in
+	// preset replaces it.
+	ConfigDir string
+	// ModelDir is an HF checkpoint folder to check and run (flag -model-dir,
+	// env CONFORMANCE_MODEL_DIR). Empty means random initialisation only.
+	ModelDir string
+	// GoldenDir is a comma-separated list of extra golden-case folders
+	// (flag -golden-dir, env CONFORMANCE_GOLDEN_DIR). The project's own
+	// golden/cases folder always runs.
+	GoldenDir string
+	// Seed seeds random initialisation and random inputs (flag -seed).
+	Seed uint64
+}
+
+// DefaultConfigs are the presets a run uses when none are named: the
+// official architecture at full scale plus the small presets.
+var DefaultConfigs = []string{"bitnet-b1.58-2b-4t", "tiny-gqa-untied", "tiny-mha-tied", "tiny-mqa-tied"}
+
+// Flags holds the options bound to the command line by RegisterFlags.
+var Flags Options
+
+var registerOnce sync.Once
+
+// RegisterFlags binds the harness options to flag.CommandLine. It is called
+// from this package's init, so every suite binary that imports the harness
+// accepts them (ginkgo ./suites/... -- -configs=tiny-mha-tied).
+func RegisterFlags() {
+	registerOnce.Do(func() {
+		flag.StringVar(&Flags.Configs, "configs", "", "comma-separated presets to run (env CONFORMANCE_CONFIGS; default "+strings.Join(DefaultConfigs, ",")+")")
+		flag.StringVar(&Flags.ConfigDir, "config-dir", "", "folder of extra preset config.json files (env CONFORMANCE_CONFIG_DIR)")
+		flag.StringVar(&Flags.ModelDir, "model-dir", "", "HF BitNet checkpoint folder to check (env CONFORMANCE_MODEL_DIR)")
+		flag.StringVar(&Flags.GoldenDir, "golden-dir", "", "comma-separated extra golden-case folders (env CONFORMANCE_GOLDEN_DIR)")
+		flag.Uint64Var(&Flags.Seed, "seed", 1, "seed for random initialisation and inputs")
+	})
+}
+
+func init() { RegisterFlags() }
+
+// Resolved returns the options after applying the environment to unset fields.
+func (o Options) Resolved() Options {
+	fill := func(field *string, env string) {
+		if *field == "" {
+			*field = os.Getenv(env)
+		}
+	}
+	fill(&o.Configs, "CONFORMANCE_CONFIGS")
+	fill(&o.ConfigDir, "CONFORMANCE_CONFIG_DIR")
+	fill(&o.ModelDir, "CONFORMANCE_MODEL_DIR")
+	fill(&o.GoldenDir, "CONFORMANCE_GOLDEN_DIR")
+	return o
+}
+
+// GoldenDirs splits GoldenDir into folders.
+func (o Options) GoldenDirs() []string { return splitList(o.GoldenDir) }
+
+// Select loads every preset (embedded plus ConfigDir) and returns the ones
+// named by Configs, in the order named. An unknown name is an error that
+// lists the known presets.
+func (o Options) Select() ([]Preset, error) {
+	o = o.Resolved()
+	presets, err := LoadPresets(o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	names := splitList(o.Configs)
+	if len(names) == 0 {
+		names = DefaultConfigs
+	}
+	var selected []Preset
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		p, ok := presets[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(SortedNames(presets), ", "))
+		}
+		selected = append(selected, p)
+	}
+	return selected, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
