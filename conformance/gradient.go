@@ -1,0 +1,199 @@
+package conformance
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/tritter-ai/conformance/golden"
+	"github.com/tritter-ai/conformance/model"
+)
+
+// GradStats summarises one parameter's gradient without keeping it, so
+// gradient flow at 2B-4T and 7B fits in memory.
+type GradStats struct {
+	Elements  int
+	NonFinite int
+	Zero      int
+	L2        float64
+	MaxAbs    float64
+}
+
+// Accumulate folds one gradient tensor into statistics.
+func Accumulate(grad []float32) GradStats {
+	s := GradStats{Elements: len(grad)}
+	var sum2 float64
+	for _, g := range grad {
+		v := float64(g)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			s.NonFinite++
+			continue
+		}
+		if g == 0 {
+			s.Zero++
+		}
+		sum2 += v * v
+		s.MaxAbs = max(s.MaxAbs, math.Abs(v))
+	}
+	s.L2 = math.Sqrt(sum2)
+	return s
+}
+
+// GradientFlow runs forward and backward on a batch and returns the loss and
+// every parameter's gradient statistics, streaming each gradient through
+// Accumulate instead of keeping it.
+func GradientFlow(impl Implementation, b model.Batch) (float64, map[string]GradStats, error) {
+	var mu sync.Mutex
+	stats := map[string]GradStats{}
+	r, err := impl.Gradients(b, model.GradOptions{Visit: func(name string, grad []float32) {
+		s := Accumulate(grad)
+		mu.Lock()
+		stats[name] = s
+		mu.Unlock()
+	}})
+	if err != nil {
+		return 0, nil, err
+	}
+	return r.Loss, stats, nil
+}
+
+// GradFlowProblems names every parameter whose gradient is missing, has a
+// NaN or Inf, or is all zero.
+func GradFlowProblems(cfg model.Config, stats map[string]GradStats) []string {
+	var out []string
+	for _, t := range cfg.Inventory() {
+		s, ok := stats[t.Name]
+		switch {
+		case !ok:
+			out = append(out, t.Name+": no gradient")
+		case s.Elements != int(t.Elements()):
+			out = append(out, fmt.Sprintf("%s: gradient has %d elements, expected %d", t.Name, s.Elements, t.Elements()))
+		case s.NonFinite > 0:
+			out = append(out, fmt.Sprintf("%s: %d of %d gradient values are NaN or Inf", t.Name, s.NonFinite, s.Elements))
+		case s.Zero == s.Elements:
+			out = append(out, t.Name+": gradient is all zero")
+		}
+	}
+	return out
+}
+
+// DescribeGradient registers the gradient-flow specs: every parameter of
+// every subject gets a finite, non-zero gradient; gradients match every
+// golden case; one SGD step lowers the loss.
+func DescribeGradient() bool {
+	return Describe("Gradient flow", SuiteLabel("gradient"), func() {
+		subjects, ok := subjectsOrFail()
+		if ok {
+			for _, s := range subjects {
+				describeSubjectGradient(s)
+			}
+		}
+		describeGoldenCases(func(name string, c *golden.Case) {
+			Describe(name, Label("golden"), func() {
+				var impl Implementation
+				checks := GradChecks(c, ModelTarget)
+				if c.Kind != golden.KindBitlinear {
+					BeforeEach(func() {
+						if impl == nil {
+							var err error
+							impl, err = ModelTarget.FromTensors(c.Config, c.Params)
+							Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Path)
+						}
+					})
+				}
+				if len(checks) == 0 {
+					It("has gradients to compare", func() {
+						Skip(c.Path + " has no grad.* tensors: the golden format makes them optional")
+					})
+				}
+				for _, check := range checks {
+					It(check.Name, func() { expectCheck(check, impl) })
+				}
+			})
+		})
+	})
+}
+
+func describeSubjectGradient(s Subject) {
+	Describe(s.Name, s.Decorators(), func() {
+		B, T := ForwardShape[0], min(ForwardShape[1], int(s.Config.MaxPositionEmbeddings))
+		It(fmt.Sprintf("gives every parameter a finite, non-zero gradient on [%d,%d]", B, T), func() {
+			var m *model.Model
+			Step("building "+s.Name, func() {
+				var err error
+				m, err = s.Model()
+				Expect(err).NotTo(HaveOccurred())
+			})
+			var loss float64
+			var stats map[string]GradStats
+			Step(fmt.Sprintf("forward and backward [%d,%d], streaming gradient statistics", B, T), func() {
+				var err error
+				loss, stats, err = GradientFlow(m, RandomBatch(s.Config, B, T, Flags.Seed))
+				Expect(err).NotTo(HaveOccurred())
+			})
+			AddReportEntry("loss", loss)
+			AddReportEntry("gradient L2 by kind", gradNormsByKind(s.Config, stats))
+			if rss, err := PeakRSS(); err == nil {
+				AddReportEntry("peak RSS of this suite process", HumanBytes(rss))
+			}
+			Expect(math.IsNaN(loss) || math.IsInf(loss, 0)).To(BeFalse(), "loss %v", loss)
+			problems := GradFlowProblems(s.Config, stats)
+			Expect(problems).To(BeEmpty(), "%d parameters without gradient flow:\n%s", len(problems), strings.Join(problems, "\n"))
+		})
+
+		if !s.FullScale {
+			It("lowers the loss with one SGD step on the same batch", func() {
+				m, err := s.build() // a private copy: the step changes weights
+				Expect(err).NotTo(HaveOccurred())
+				batch := RandomBatch(s.Config, B, T, Flags.Seed)
+				before, err := m.Gradients(batch, model.GradOptions{Keep: true})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(SGDStep(m, before.Grads, SGDLearningRate)).To(Succeed())
+				after, err := m.Gradients(batch, model.GradOptions{})
+				Expect(err).NotTo(HaveOccurred())
+				AddReportEntry("loss before and after one step", fmt.Sprintf("%.6f → %.6f", before.Loss, after.Loss))
+				Expect(after.Loss).To(BeNumerically("<", before.Loss), "one SGD step (lr %g) did not lower the loss", SGDLearningRate)
+			})
+		}
+	})
+}
+
+// SGDLearningRate is the step size of the one-step SGD spec.
+const SGDLearningRate = 0.05
+
+// SGDStep applies w ← w − lr·grad to every parameter.
+func SGDStep(m *model.Model, grads map[string]*model.Tensor, lr float32) error {
+	for _, p := range m.Params() {
+		g, ok := grads[p.Name()]
+		if !ok {
+			return fmt.Errorf("%s: no gradient", p.Name())
+		}
+		w := p.Float32()
+		for i := range w {
+			w[i] -= lr * g.Data[i]
+		}
+		if err := p.Set(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func gradNormsByKind(cfg model.Config, stats map[string]GradStats) string {
+	sum2 := map[model.TensorKind]float64{}
+	for _, t := range cfg.Inventory() {
+		s := stats[t.Name]
+		sum2[t.Kind] += s.L2 * s.L2
+	}
+	var parts []string
+	for kind, v := range sum2 {
+		parts = append(parts, fmt.Sprintf("%s %.4g", kind, math.Sqrt(v)))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}

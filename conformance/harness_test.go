@@ -1,0 +1,164 @@
+package conformance_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/model"
+	"github.com/tritter-ai/conformance/model/checkpoint"
+)
+
+// moduleRoot is the repository root, found from this file's location.
+func moduleRoot(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the module root")
+	}
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// runSuites runs `go test` on suite packages with harness arguments and
+// returns the combined output and whether it passed.
+func runSuites(t *testing.T, pkgs []string, args ...string) (string, bool) {
+	t.Helper()
+	cmdArgs := append([]string{"test", "-count=1", "-v"}, pkgs...)
+	cmdArgs = append(cmdArgs, "-args")
+	cmdArgs = append(cmdArgs, append(args, "-ginkgo.no-color")...)
+	cmd := exec.Command("go", cmdArgs...)
+	cmd.Dir = moduleRoot(t)
+	cmd.Env = append(os.Environ(), "CONFORMANCE_CONFIGS=", "CONFORMANCE_MODEL_DIR=", "CONFORMANCE_CONFIG_DIR=", "CONFORMANCE_GOLDEN_DIR=")
+	out, err := cmd.CombinedOutput()
+	return string(out), err == nil
+}
+
+// Dropping one JSON file into a folder named on the command line gives the
+// new preset every spec of every suite, with no code change.
+func TestNewPresetReachesEverySuite(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `{"hidden_size": 128, "intermediate_size": 320, "num_hidden_layers": 2,
+	  "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 300,
+	  "max_position_embeddings": 64, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+	  "hidden_act": "relu2", "tie_word_embeddings": false}`
+	if err := os.WriteFile(filepath.Join(dir, "my-13b-mini.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	suites := []string{"./suites/architecture", "./suites/instantiation", "./suites/forward", "./suites/gradient"}
+	out, ok := runSuites(t, suites, "-config-dir="+dir, "-configs=my-13b-mini", "-ginkgo.dry-run", "-ginkgo.v")
+	if !ok {
+		t.Fatalf("dry run failed:\n%s", out)
+	}
+	for _, suite := range []string{"Architecture", "Instantiation", "Forward", "Gradient flow"} {
+		if !strings.Contains(out, suite+" my-13b-mini") {
+			t.Errorf("suite %s has no spec for the new preset my-13b-mini", suite)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+func writeCheckpoint(t *testing.T, cfg model.Config, mode string, shards int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := checkpoint.WriteSynthetic(dir, cfg, mode, shards); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func preset(t *testing.T, name string) conformance.Preset {
+	t.Helper()
+	presets, err := conformance.LoadPresets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return presets[name]
+}
+
+// A checkpoint whose config.json carries the seed README's numbers
+// (2048/24/32/5632/152064, rope 1e4) is reported as MISMATCH naming every
+// wrong field, both by the library and by the architecture suite.
+func TestSeedNumbersCheckpointIsAMismatch(t *testing.T) {
+	tiny := preset(t, "tiny-gqa-untied").Config
+	dir := writeCheckpoint(t, tiny, "online", 1)
+	seed := preset(t, conformance.ReferencePresetName).Config
+	seed.HiddenSize, seed.NumHiddenLayers, seed.NumAttentionHeads, seed.NumKeyValueHeads = 2048, 24, 32, 32
+	seed.IntermediateSize, seed.VocabSize, seed.RopeTheta, seed.HeadDimension = 5632, 152064, 10000, 0
+	seed.TieWordEmbeddings, seed.Conformance = false, nil
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), seed.JSON(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantFields := []string{"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size", "rope_theta"}
+
+	mismatches, err := conformance.CheckpointMismatches(dir, preset(t, conformance.ReferencePresetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := conformance.MismatchReport(mismatches)
+	for _, f := range wantFields {
+		if !strings.Contains(report, f+": ours=") {
+			t.Errorf("mismatch report does not name %s:\n%s", f, report)
+		}
+	}
+
+	out, ok := runSuites(t, []string{"./suites/architecture"}, "-model-dir="+dir)
+	if ok {
+		t.Fatalf("the architecture suite passed a seed-numbers checkpoint:\n%s", out)
+	}
+	for _, want := range append([]string{"MISMATCH with bitnet-b1.58-2b-4t", "VALIDATION FAILED", "hidden_size: ours=2048, reference=2560", "rope_theta: ours=10000, reference=500000"}, wantFields...) {
+		if !strings.Contains(out, want) {
+			t.Errorf("suite output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+// Correct checkpoints pass in both layouts, and each broken one is reported
+// by tensor name.
+func TestCheckpointInventoryProblems(t *testing.T) {
+	cfg := preset(t, "tiny-gqa-untied").Config
+	for _, mode := range []string{"online", "offline"} {
+		dir := writeCheckpoint(t, cfg, mode, 1)
+		report, err := checkpoint.Inspect(dir, cfg)
+		if err != nil || len(report.Problems) > 0 {
+			t.Errorf("%s checkpoint: err %v, problems %v", mode, err, report.Problems)
+		}
+	}
+
+	wrongShape := writeCheckpoint(t, cfg, "online", 1)
+	if err := checkpoint.ReshapeTensor(wrongShape, "model.layers.1.mlp.up_proj.weight", []int64{225, 96}); err != nil {
+		t.Fatal(err)
+	}
+	missing := writeCheckpoint(t, cfg, "online", 2)
+	if err := checkpoint.DeleteTensor(missing, "model.layers.0.self_attn.k_proj.weight"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ dir, want string }{
+		{wrongShape, "model.layers.1.mlp.up_proj.weight"},
+		{missing, "model.layers.0.self_attn.k_proj.weight"},
+	} {
+		report, err := checkpoint.Inspect(tc.dir, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(report.Problems) != 1 || report.Problems[0].Tensor != tc.want {
+			t.Errorf("problems %v, expected exactly one naming %s", report.Problems, tc.want)
+		}
+	}
+
+	out, ok := runSuites(t, []string{"./suites/architecture"}, "-model-dir="+wrongShape, "-configs=tiny-gqa-untied")
+	if ok || !strings.Contains(out, "model.layers.1.mlp.up_proj.weight") {
+		t.Errorf("the architecture suite did not fail naming the mis-shaped tensor:\n%s", out)
+	}
+	good := writeCheckpoint(t, cfg, "offline", 3)
+	if out, ok := runSuites(t, []string{"./suites/architecture"}, "-model-dir="+good, "-configs=tiny-gqa-untied"); !ok {
+		t.Errorf("the architecture suite failed a correct sharded offline checkpoint:\n%s", out)
+	}
+}

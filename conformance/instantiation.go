@@ -1,0 +1,110 @@
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/tritter-ai/conformance/model"
+)
+
+// SeedParamBand is the seed script's "~2B parameters" check for 2B-4T.
+var SeedParamBand = [2]int64{1_500_000_000, 2_500_000_000}
+
+// DescribeInstantiation registers the instantiation specs: every subject
+// builds, its parameter count equals the analytic count, its tensor
+// inventory equals the HF checkpoint inventory, and its memory is reported.
+func DescribeInstantiation() bool {
+	return Describe("Instantiation", SuiteLabel("instantiation"), func() {
+		subjects, ok := subjectsOrFail()
+		if !ok {
+			return
+		}
+		for _, s := range subjects {
+			Describe(s.Name, s.Decorators(), func() {
+				var m *model.Model
+				BeforeEach(func() {
+					Step("building "+s.Name, func() {
+						var err error
+						m, err = s.Model()
+						Expect(err).NotTo(HaveOccurred())
+					})
+				})
+
+				It("builds the model", func() {
+					Expect(m.Config()).To(Equal(s.Config))
+					AddReportEntry("parameter memory", HumanBytes(m.MemoryBytes()))
+					if rss, err := PeakRSS(); err == nil {
+						AddReportEntry("peak RSS of this suite process", HumanBytes(rss))
+					}
+				})
+
+				It("has exactly the analytic parameter count", func() {
+					got, want := m.ParamCount(), s.Config.ParamCount()
+					AddReportEntry("parameters", Thousands(got))
+					Expect(got).To(Equal(want), "%s: instantiated %s parameters, analytic count %s", s.Name, Thousands(got), Thousands(want))
+					if s.Name == ReferencePresetName {
+						Expect(got).To(BeNumerically(">=", SeedParamBand[0]), "the seed's ~2B band")
+						Expect(got).To(BeNumerically("<=", SeedParamBand[1]), "the seed's ~2B band")
+					}
+				})
+
+				It("has the HF checkpoint tensor inventory, names and shapes", func() {
+					Expect(InventoryDiff(m, s.Config)).To(BeEmpty())
+				})
+			})
+		}
+	})
+}
+
+// InventoryDiff lists every difference between a model's parameters and the
+// config's HF inventory: missing, unexpected, misplaced or mis-shaped tensors.
+func InventoryDiff(m *model.Model, cfg model.Config) []string {
+	var diffs []string
+	want := cfg.Inventory()
+	params := m.Params()
+	got := map[string][]int{}
+	for i, p := range params {
+		got[p.Name()] = p.Shape()
+		if i < len(want) && want[i].Name != p.Name() {
+			diffs = append(diffs, fmt.Sprintf("parameter %d: %s, expected %s (HF order)", i, p.Name(), want[i].Name))
+		}
+	}
+	expected := map[string]bool{}
+	for _, t := range want {
+		expected[t.Name] = true
+		shape, ok := got[t.Name]
+		if !ok {
+			diffs = append(diffs, t.Name+": missing")
+			continue
+		}
+		if fmt.Sprint(shape) != fmt.Sprint(t.Shape) {
+			diffs = append(diffs, fmt.Sprintf("%s: shape %v, expected %v", t.Name, shape, t.Shape))
+		}
+	}
+	for _, p := range params {
+		if !expected[p.Name()] {
+			diffs = append(diffs, p.Name()+": unexpected tensor")
+		}
+	}
+	return diffs
+}
+
+// PeakRSS reads this process's peak resident set size (VmHWM) on Linux.
+func PeakRSS() (int64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/self/status has no VmHWM line")
+}

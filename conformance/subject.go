@@ -1,0 +1,137 @@
+package conformance
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/tritter-ai/conformance/model"
+	_ "github.com/tritter-ai/conformance/model/checkpoint"
+)
+
+// Subject is one model that the instantiation, forward and gradient specs
+// run on: a preset with random weights, or the -model-dir checkpoint.
+type Subject struct {
+	Name      string // preset name, or "checkpoint"
+	Source    string // preset file or checkpoint folder
+	Config    model.Config
+	FullScale bool
+	build     func() (*model.Model, error)
+}
+
+// Labels returns the subject's labels: config:<name>, plus full-scale.
+func (s Subject) Labels() Labels {
+	if s.FullScale {
+		return Label("config:"+s.Name, LabelFullScale)
+	}
+	return Label("config:" + s.Name)
+}
+
+// Decorators returns the container decorators for the subject's specs. A
+// full-scale subject's specs are Ordered (they run together, so one model
+// serves them all) and Serial (ginkgo -p never holds two at once).
+func (s Subject) Decorators() []any {
+	d := []any{s.Labels()}
+	if s.FullScale {
+		d = append(d, Ordered, ContinueOnFailure, Serial)
+	}
+	return d
+}
+
+// Subjects resolves the harness options into the models to test. With
+// -model-dir the checkpoint is the only subject.
+func Subjects() ([]Subject, error) {
+	opts := Flags.Resolved()
+	if opts.ModelDir != "" {
+		dir := opts.ModelDir
+		cfg, err := model.LoadConfig(dir + "/config.json")
+		if err != nil {
+			return nil, err
+		}
+		return []Subject{{
+			Name: "checkpoint", Source: dir, Config: cfg,
+			FullScale: cfg.ParamCount() >= FullScaleParams,
+			build:     func() (*model.Model, error) { return nil, fmt.Errorf("TEMPSTUB") },
+		}}, nil
+	}
+	presets, err := opts.Select()
+	if err != nil {
+		return nil, err
+	}
+	subjects := make([]Subject, len(presets))
+	for i, p := range presets {
+		cfg := p.Config
+		subjects[i] = Subject{
+			Name: p.Name, Source: p.Source, Config: cfg, FullScale: p.FullScale(),
+			build: func() (*model.Model, error) { return model.New(cfg, model.Options{Seed: opts.Seed}) },
+		}
+	}
+	return subjects, nil
+}
+
+// subjectsOrFail resolves the subjects; on error it registers one failing
+// spec carrying the message.
+func subjectsOrFail() ([]Subject, bool) {
+	subjects, err := Subjects()
+	if err != nil {
+		It("resolves the harness options", func() { Fail(err.Error()) })
+		return nil, false
+	}
+	return subjects, true
+}
+
+// The model cache keeps every small model and at most one full-scale model
+// per suite process, so the full-scale specs of a suite share one build.
+var cache struct {
+	sync.Mutex
+	small     map[string]*model.Model
+	fullName  string
+	fullModel *model.Model
+}
+
+// Model returns the subject's model, building it on first use. Building a
+// full-scale model first drops any other full-scale model.
+func (s Subject) Model() (*model.Model, error) {
+	cache.Lock()
+	defer cache.Unlock()
+	if !s.FullScale {
+		if m, ok := cache.small[s.Name]; ok {
+			return m, nil
+		}
+	} else if cache.fullName == s.Name && cache.fullModel != nil {
+		return cache.fullModel, nil
+	}
+	if s.FullScale && cache.fullModel != nil {
+		cache.fullModel, cache.fullName = nil, ""
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	start := time.Now()
+	m, err := s.build()
+	if err != nil {
+		return nil, fmt.Errorf("%s: building the model: %w", s.Name, err)
+	}
+	if s.FullScale {
+		fmt.Fprintf(GinkgoWriter, "built %s (%s parameters) in %.1fs\n", s.Name, Thousands(m.ParamCount()), time.Since(start).Seconds())
+		cache.fullModel, cache.fullName = m, s.Name
+	} else {
+		if cache.small == nil {
+			cache.small = map[string]*model.Model{}
+		}
+		cache.small[s.Name] = m
+	}
+	return m, nil
+}
+
+// Step narrates a long step of a spec with its duration, so a full-scale
+// spec never leaves the terminal silent.
+func Step(text string, body func()) {
+	GinkgoHelper()
+	start := time.Now()
+	By(text, body)
+	fmt.Fprintf(GinkgoWriter, "  %s: %.2fs\n", text, time.Since(start).Seconds())
+}

@@ -1,0 +1,36 @@
+package conformance
+
+import "github.com/tritter-ai/conformance/model"
+
+// Implementation is the model under test, as the golden and gradient specs
+// see it. *model.Model is the production implementation; the harness's own
+// self-tests run the same specs against deliberately broken ones.
+type Implementation interface {
+	Forward(b model.Batch, opts model.ForwardOptions) (*model.Output, error)
+	Embed(b model.Batch) (*model.Tensor, error)
+	Layer(i int, x *model.Tensor, compute model.Compute) (*model.Tensor, error)
+	FinalNorm(x *model.Tensor) (*model.Tensor, error)
+	Gradients(b model.Batch, opts model.GradOptions) (*model.GradResult, error)
+}
+
+// Target builds implementations from golden weights.
+type Target struct {
+	Name string
+	// FromTensors builds a model from a config and its float32 parameters.
+	FromTensors func(cfg model.Config, params map[string]*model.Tensor) (Implementation, error)
+	// BitLinear is linear(act_quant(x), weight_quant(w)) for bitlinear cases.
+	BitLinear func(x, w *model.Tensor) (*model.Tensor, error)
+	// BitLinearBackward returns the straight-through gradients of
+	// sum(y·gradY) with respect to x and w.
+	BitLinearBackward func(x, w, gradY *model.Tensor) (gradX, gradW *model.Tensor, err error)
+}
+
+// ModelTarget is the Go model in this repository.
+var ModelTarget = Target{
+	Name: "model",
+	FromTensors: func(cfg model.Config, params map[string]*model.Tensor) (Implementation, error) {
+		return model.FromTensors(cfg, params)
+	},
+	BitLinear:         model.BitLinear,
+	BitLinearBackward: model.BitLinearBackward,
+}
