@@ -10,7 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 
 	"github.com/tritter-ai/conformance/model"
-	_ "github.com/tritter-ai/conformance/model/checkpoint"
+	"github.com/tritter-ai/conformance/model/checkpoint"
 )
 
 // Subject is one model that the instantiation, forward and gradient specs
@@ -55,7 +55,7 @@ func Subjects() ([]Subject, error) {
 		return []Subject{{
 			Name: "checkpoint", Source: dir, Config: cfg,
 			FullScale: cfg.ParamCount() >= FullScaleParams,
-			build:     func() (*model.Model, error) { return nil, fmt.Errorf("TEMPSTUB") },
+			build:     func() (*model.Model, error) { return checkpoint.Load(dir) },
 		}}, nil
 	}
 	presets, err := opts.Select()
