@@ -17,7 +17,7 @@ FUZZTIME ?= 20s
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
 
 .PHONY: all conformance conformance-7b test unit fuzz-short fuzz bench bench-kernels \
-	bench-2b bench-2b-grad bench-7b golden vet clean
+	bench-2b bench-7b bench-pytorch-2b golden vet clean
 
 all: test
 
@@ -52,7 +52,26 @@ fuzz:
 bench: bench-kernels
 
 bench-kernels:
+	@mkdir -p $(REPORTS)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./kernels/... | tee $(REPORTS)/bench-kernels.txt
+
+# Whole-run benchmarks: wall time per phase and peak RSS (/usr/bin/time -v).
+TIME := /usr/bin/time -v
+bench-2b:
+	@mkdir -p $(REPORTS)
+	$(GO) build -o bin/fullscale ./cmd/fullscale
+	$(TIME) bin/fullscale -config bitnet-b1.58-2b-4t -phases instantiate,forward 2>&1 | tee $(REPORTS)/bench-2b.txt
+	$(TIME) bin/fullscale -config bitnet-b1.58-2b-4t -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-2b-grad.txt
+
+bench-7b:
+	@mkdir -p $(REPORTS)
+	$(GO) build -o bin/fullscale ./cmd/fullscale
+	$(TIME) bin/fullscale -config tritter-7b -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-7b.txt
+
+# The PyTorch fp32 equivalent (needs python3-torch; see golden/gen/README.md).
+bench-pytorch-2b:
+	@mkdir -p $(REPORTS)
+	-$(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/bitnet-b1.58-2b-4t.json 2>&1 | tee $(REPORTS)/bench-pytorch-2b.txt
 
 golden:
 	/usr/bin/python3 golden/gen/generate.py --out golden/cases

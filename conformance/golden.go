@@ -42,8 +42,15 @@ func (r Result) String() string {
 	return fmt.Sprintf("%s: %s", r.Check.Name, r.Comparison)
 }
 
-// Evaluate runs a check and measures it against the policy.
-func (c Check) Evaluate(impl Implementation) Result {
+// Evaluate runs a check and measures it against the policy. A panic in the
+// implementation becomes the result's error, so one broken op never hides
+// the other checks.
+func (c Check) Evaluate(impl Implementation) (result Result) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = Result{Check: c, Err: fmt.Errorf("panic: %v", r)}
+		}
+	}()
 	actual, expected, err := c.Run(impl)
 	if err != nil {
 		return Result{Check: c, Err: err}
