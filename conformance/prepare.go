@@ -27,6 +27,7 @@ func Prepare() {
 func SuiteSetup() bool {
 	return BeforeSuite(func() {
 		AddReportEntry("kernel path", string(kernels.ActivePath()))
+		AddReportEntry("supported kernel paths", fmt.Sprint(kernels.SupportedPaths()))
 		Expect(kernels.EnvError()).NotTo(HaveOccurred())
 	})
 }

@@ -1,0 +1,125 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// actQuantFloor keeps a zero row from dividing by zero in act_quant and
+// weight_quant, as torch's clamp(min=1e-5) does.
+const actQuantFloor = float32(1e-5)
+
+// QuantizeActivations is act_quant per row: for each row r of x [rows, cols],
+// scale[r] = 127 / max(max_c |x[r,c]|, 1e-5) (float32 arithmetic), and
+// q[r,c] = clamp(roundHalfToEven(x[r,c]*scale[r]), -128, 127). The product
+// x*scale is rounded to float32 before rounding to an integer (torch fp32
+// semantics). A NaN input quantizes to 0.
+//
+// The loop, which is also the body:
+//
+//	for r := 0; r < rows; r++ {
+//		maxAbs := float32(0)
+//		for c := 0; c < cols; c++ {
+//			maxAbs = max(maxAbs, |x[r*cols+c]|)
+//		}
+//		scales[r] = 127 / max(maxAbs, 1e-5)
+//		for c := 0; c < cols; c++ {
+//			q[r*cols+c] = roundClamp(float32(x[r*cols+c]*scales[r]), -128, 127)
+//		}
+//	}
+//
+// It panics when len(x) or len(q) is not rows*cols or len(scales) is not rows.
+func QuantizeActivations(q []int8, scales []float32, x []float32, rows, cols int) {
+	if err := checkQuantizeShapes(q, scales, x, rows, cols); err != nil {
+		panic(err)
+	}
+	for r := 0; r < rows; r++ {
+		row := x[r*cols : (r+1)*cols]
+		maxAbs := float32(0)
+		for _, v := range row {
+			maxAbs = max(maxAbs, float32(math.Abs(float64(v))))
+		}
+		scale := 127 / max(maxAbs, actQuantFloor)
+		scales[r] = scale
+		out := q[r*cols : (r+1)*cols]
+		for c, v := range row {
+			out[c] = roundClamp(float32(v*scale), -128, 127)
+		}
+	}
+}
+
+// QuantizeActivationsPath runs QuantizeActivations as path p would. The
+// quantizer has only a pure-Go implementation, so every supported path runs
+// the same code; the path is still checked so that callers testing "every
+// path" fail on an unsupported one.
+func QuantizeActivationsPath(p Path, q []int8, scales []float32, x []float32, rows, cols int) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	if err := checkQuantizeShapes(q, scales, x, rows, cols); err != nil {
+		return err
+	}
+	QuantizeActivations(q, scales, x, rows, cols)
+	return nil
+}
+
+func checkQuantizeShapes(q []int8, scales []float32, x []float32, rows, cols int) error {
+	switch {
+	case rows < 0 || cols < 0:
+		return fmt.Errorf("kernels: QuantizeActivations: negative shape [%d, %d]", rows, cols)
+	case len(x) != rows*cols:
+		return fmt.Errorf("kernels: QuantizeActivations: len(x) = %d, want rows*cols = %d*%d = %d", len(x), rows, cols, rows*cols)
+	case len(q) != rows*cols:
+		return fmt.Errorf("kernels: QuantizeActivations: len(q) = %d, want rows*cols = %d*%d = %d", len(q), rows, cols, rows*cols)
+	case len(scales) != rows:
+		return fmt.Errorf("kernels: QuantizeActivations: len(scales) = %d, want rows = %d", len(scales), rows)
+	}
+	return nil
+}
+
+// WeightScale is the online BitNet weight scale 1/max(mean|W|, 1e-5). The
+// mean over the whole matrix is accumulated in float64, rounded to float32,
+// floored at 1e-5, and inverted in float32 as torch does on an fp32 tensor.
+// An empty w has mean 0 and scale 1e5.
+func WeightScale(w []float32) float32 {
+	var sum float64
+	for _, v := range w {
+		sum += math.Abs(float64(v))
+	}
+	mean := float32(0)
+	if len(w) > 0 {
+		mean = float32(sum / float64(len(w)))
+	}
+	return 1 / max(mean, actQuantFloor)
+}
+
+// Ternarize writes clamp(roundHalfToEven(w*scale), -1, 1) (product rounded to
+// float32 first); a NaN weight becomes 0. It is, loop and body:
+//
+//	for i := range w {
+//		dst[i] = roundClamp(float32(w[i]*scale), -1, 1)
+//	}
+//
+// It panics when len(dst) != len(w).
+func Ternarize(dst []int8, w []float32, scale float32) {
+	if len(dst) != len(w) {
+		panic(fmt.Errorf("kernels: Ternarize: len(dst) = %d, want len(w) = %d", len(dst), len(w)))
+	}
+	for i, v := range w {
+		dst[i] = roundClamp(float32(v*scale), -1, 1)
+	}
+}
+
+// roundClamp rounds v half to even and clamps it to [lo, hi]; NaN gives 0.
+func roundClamp(v float32, lo, hi int8) int8 {
+	r := math.RoundToEven(float64(v))
+	switch {
+	case r >= float64(hi):
+		return hi
+	case r <= float64(lo):
+		return lo
+	case r == r:
+		return int8(r)
+	}
+	return 0
+}

@@ -1,0 +1,141 @@
+package kernels
+
+import "fmt"
+
+// Packed layout. Each row is cut into blocks of blockCols columns; a block is
+// stored in blockBytes bytes, where byte j holds, at bits 2k..2k+1, the code
+// u = w+1 ∈ {0,1,2} of column 64k+j of the block (k < 4, j < 64). One 64-byte
+// load and three shifts give four vectors of 64 consecutive weights (AVX-512),
+// and each 32-byte half gives four vectors of 32 (AVX2). Cols is padded up to
+// a whole block and Rows up to a whole rowGroup with code 1 (weight 0).
+const (
+	blockCols  = 256
+	blockBytes = blockCols / 4
+	laneCols   = blockCols / 4 // columns per 2-bit plane of a block
+	rowGroup   = 4             // rows the kernels compute at once
+	zeroCode   = 0b01_01_01_01 // four weights of 0
+)
+
+// Ternary is a ternary weight matrix [Rows, Cols] packed 2 bits per weight in
+// a layout chosen for the kernels. Rows and Cols must not be changed.
+type Ternary struct {
+	Rows, Cols int
+	blocks     int     // 256-column blocks per row: ceil(Cols/256)
+	packed     []uint8 // [ceil(Rows/4)*4][blocks*64] codes, see blockCols
+}
+
+func newTernary(rows, cols int) *Ternary {
+	t := &Ternary{Rows: rows, Cols: cols, blocks: (cols + blockCols - 1) / blockCols}
+	paddedRows := (rows + rowGroup - 1) / rowGroup * rowGroup
+	t.packed = make([]uint8, paddedRows*t.rowBytes())
+	for i := range t.packed {
+		t.packed[i] = zeroCode
+	}
+	return t
+}
+
+// rowBytes is the stride of one packed row.
+func (t *Ternary) rowBytes() int { return t.blocks * blockBytes }
+
+// codeAt returns the byte and bit shift holding weight (r, c).
+func (t *Ternary) codeAt(r, c int) (index int, shift uint) {
+	block, inBlock := c/blockCols, c%blockCols
+	return r*t.rowBytes() + block*blockBytes + inBlock%laneCols, uint(2 * (inBlock / laneCols))
+}
+
+// weight returns W[r, c] ∈ {-1, 0, 1}.
+func (t *Ternary) weight(r, c int) int8 {
+	i, shift := t.codeAt(r, c)
+	return int8(t.packed[i]>>shift&3) - 1
+}
+
+// decodeRow writes row r into dst [Cols]; it is weight(r, c) for every c,
+// a packed byte at a time.
+func (t *Ternary) decodeRow(r int, dst []int8) {
+	packedRow := t.packed[r*t.rowBytes() : (r+1)*t.rowBytes()]
+	for i, b := range packedRow {
+		base := i/blockBytes*blockCols + i%blockBytes
+		for k := 0; k < 4 && base+k*laneCols < len(dst); k++ {
+			dst[base+k*laneCols] = int8(b>>(2*k)&3) - 1
+		}
+	}
+}
+
+func (t *Ternary) setWeight(r, c int, w int8) {
+	i, shift := t.codeAt(r, c)
+	t.packed[i] = t.packed[i]&^(3<<shift) | uint8(w+1)<<shift
+}
+
+// PackTernary packs w [rows, cols], row-major, whose values must be -1, 0 or
+// 1. It fails, naming the first bad index, on any other value, and when
+// len(w) != rows*cols.
+func PackTernary(w []int8, rows, cols int) (*Ternary, error) {
+	if rows < 0 || cols < 0 {
+		return nil, fmt.Errorf("kernels: PackTernary: negative shape [%d, %d]", rows, cols)
+	}
+	if len(w) != rows*cols {
+		return nil, fmt.Errorf("kernels: PackTernary: len(w) = %d, want rows*cols = %d*%d = %d", len(w), rows, cols, rows*cols)
+	}
+	t := newTernary(rows, cols)
+	for i, v := range w {
+		if v < -1 || v > 1 {
+			return nil, fmt.Errorf("kernels: PackTernary: w[%d] (row %d, col %d) = %d, want -1, 0 or 1", i, i/cols, i%cols, v)
+		}
+		t.setWeight(i/cols, i%cols, v)
+	}
+	return t, nil
+}
+
+// Unpack returns the weights [Rows, Cols], row-major.
+func (t *Ternary) Unpack() []int8 {
+	w := make([]int8, t.Rows*t.Cols)
+	for r := 0; r < t.Rows; r++ {
+		t.decodeRow(r, w[r*t.Cols:(r+1)*t.Cols])
+	}
+	return w
+}
+
+// FromHFPacked reads the offline layout of microsoft/bitnet-b1.58-2B-4T: uint8
+// [rows/4, cols], where unpacked row r lives in packed row r mod (rows/4) at
+// bits 2*(r div (rows/4)), stored as w+1. rows must be a multiple of 4 and
+// len(packed) must be rows/4*cols; the code 3 is an error.
+func FromHFPacked(packed []uint8, rows, cols int) (*Ternary, error) {
+	if rows < 0 || cols < 0 || rows%4 != 0 {
+		return nil, fmt.Errorf("kernels: FromHFPacked: shape [%d, %d], want non-negative with rows a multiple of 4", rows, cols)
+	}
+	quarter := rows / 4
+	if len(packed) != quarter*cols {
+		return nil, fmt.Errorf("kernels: FromHFPacked: len(packed) = %d, want rows/4*cols = %d*%d = %d", len(packed), quarter, cols, quarter*cols)
+	}
+	t := newTernary(rows, cols)
+	for r := 0; r < rows; r++ {
+		shift := uint(2 * (r / quarter))
+		src := packed[(r%quarter)*cols : (r%quarter+1)*cols]
+		for c, b := range src {
+			code := b >> shift & 3
+			if code == 3 {
+				return nil, fmt.Errorf("kernels: FromHFPacked: packed[%d] (packed row %d, col %d) bits %d..%d = 3 for weight row %d, want 0, 1 or 2",
+					(r%quarter)*cols+c, r%quarter, c, shift, shift+1, r)
+			}
+			t.setWeight(r, c, int8(code)-1)
+		}
+	}
+	return t, nil
+}
+
+// HFPacked returns the weights in the offline HF layout read by FromHFPacked.
+// It panics when Rows is not a multiple of 4.
+func (t *Ternary) HFPacked() []uint8 {
+	if t.Rows%4 != 0 {
+		panic(fmt.Errorf("kernels: HFPacked: Rows = %d, want a multiple of 4", t.Rows))
+	}
+	quarter := t.Rows / 4
+	packed := make([]uint8, quarter*t.Cols)
+	for r := 0; r < t.Rows; r++ {
+		shift := uint(2 * (r / quarter))
+		for c := 0; c < t.Cols; c++ {
+			packed[(r%quarter)*t.Cols+c] |= uint8(t.weight(r, c)+1) << shift
+		}
+	}
+	return packed
+}
