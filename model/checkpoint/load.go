@@ -45,8 +45,8 @@ func Load(dir string, opts ...Option) (*model.Model, error) {
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
-	// New fills every parameter; each is overwritten below.
-	m, err := model.New(cfg, model.Options{Storage: o.storage})
+	// Every parameter is overwritten below, so skip the random fill.
+	m, err := model.New(cfg, model.Options{Storage: o.storage, Zero: true})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
 	}
