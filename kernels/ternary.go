@@ -1,6 +1,10 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+	"sync"
+)
 
 // Packed layout. Each row is cut into blocks of blockCols columns; a block is
 // stored in blockBytes bytes, where byte j holds, at bits 2k..2k+1, the code
@@ -68,7 +72,8 @@ func (t *Ternary) setWeight(r, c int, w int8) {
 
 // PackTernary packs w [rows, cols], row-major, whose values must be -1, 0 or
 // 1. It fails, naming the first bad index, on any other value, and when
-// len(w) != rows*cols.
+// len(w) != rows*cols. Rows are packed in parallel; the result does not
+// depend on the thread count.
 func PackTernary(w []int8, rows, cols int) (*Ternary, error) {
 	if rows < 0 || cols < 0 {
 		return nil, fmt.Errorf("kernels: PackTernary: negative shape [%d, %d]", rows, cols)
@@ -77,13 +82,54 @@ func PackTernary(w []int8, rows, cols int) (*Ternary, error) {
 		return nil, fmt.Errorf("kernels: PackTernary: len(w) = %d, want rows*cols = %d*%d = %d", len(w), rows, cols, rows*cols)
 	}
 	t := newTernary(rows, cols)
-	for i, v := range w {
-		if v < -1 || v > 1 {
-			return nil, fmt.Errorf("kernels: PackTernary: w[%d] (row %d, col %d) = %d, want -1, 0 or 1", i, i/cols, i%cols, v)
+	workers := min(runtime.GOMAXPROCS(0), max(rows/64, 1))
+	bad := make([]int, workers) // first bad flat index per worker, or -1
+	var wg sync.WaitGroup
+	for worker := range workers {
+		lo, hi := worker*rows/workers, (worker+1)*rows/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bad[worker] = -1
+			for r := lo; r < hi; r++ {
+				if c := t.packRow(r, w[r*cols:(r+1)*cols]); c >= 0 {
+					bad[worker] = r*cols + c
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, i := range bad {
+		if i >= 0 {
+			return nil, fmt.Errorf("kernels: PackTernary: w[%d] (row %d, col %d) = %d, want -1, 0 or 1", i, i/cols, i%cols, w[i])
 		}
-		t.setWeight(i/cols, i%cols, v)
 	}
 	return t, nil
+}
+
+// packRow packs one row of weights into row r, a whole block of four
+// 64-column planes at a time. It returns the column of the first value
+// outside {-1, 0, 1}, or -1.
+func (t *Ternary) packRow(r int, row []int8) int {
+	for c, v := range row {
+		if uint8(v+1) > 2 {
+			return c
+		}
+	}
+	dst := t.packed[r*t.rowBytes() : (r+1)*t.rowBytes()]
+	full := len(row) / blockCols
+	for b := range full {
+		src := row[b*blockCols : (b+1)*blockCols]
+		out := dst[b*blockBytes : (b+1)*blockBytes]
+		for j := range laneCols {
+			out[j] = uint8(src[j]+1) | uint8(src[laneCols+j]+1)<<2 | uint8(src[2*laneCols+j]+1)<<4 | uint8(src[3*laneCols+j]+1)<<6
+		}
+	}
+	for c := full * blockCols; c < len(row); c++ {
+		t.setWeight(r, c, row[c])
+	}
+	return -1
 }
 
 // Unpack returns the weights [Rows, Cols], row-major.
