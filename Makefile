@@ -21,13 +21,14 @@ PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/
 
 all: test
 
+# The suites, then the whole-run summary; the exit code is ginkgo's.
 conformance:
 	@mkdir -p $(REPORTS)
-	$(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- $(ARGS)
+	@rc=0; $(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- $(ARGS) || rc=$$?; \
+		$(GO) run ./cmd/summary -report $(REPORTS)/report.json $(ARGS); exit $$rc
 
 conformance-7b:
-	@mkdir -p $(REPORTS)
-	$(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- -configs=tritter-7b $(ARGS)
+	$(MAKE) conformance ARGS='-configs=tritter-7b $(ARGS)'
 
 test: vet unit fuzz-short conformance
 

@@ -22,8 +22,9 @@ func ReportSummary() bool {
 	})
 }
 
-// WriteSummary prints the summary of one or more suite reports.
-func WriteSummary(w io.Writer, reports []types.Report, presets []Preset) {
+// WriteSummary prints the summary of one or more suite reports and reports
+// whether validation passed.
+func WriteSummary(w io.Writer, reports []types.Report, presets []Preset) bool {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "BitNet b1.58 conformance summary")
 	if len(presets) > 0 {
@@ -58,9 +59,10 @@ func WriteSummary(w io.Writer, reports []types.Report, presets []Preset) {
 	fmt.Fprintf(w, "specs: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if succeeded && failed == 0 {
 		fmt.Fprintln(w, "VALIDATION PASSED")
-	} else {
-		fmt.Fprintln(w, "VALIDATION FAILED")
+		return true
 	}
+	fmt.Fprintln(w, "VALIDATION FAILED")
+	return false
 }
 
 func writeConfigTable(w io.Writer, presets []Preset) {
