@@ -162,3 +162,29 @@ func TestCheckpointInventoryProblems(t *testing.T) {
 		t.Errorf("the architecture suite failed a correct sharded offline checkpoint:\n%s", out)
 	}
 }
+
+// With -model-dir, the instantiation, forward and gradient suites run on the
+// loaded checkpoint instead of a random initialisation, in both layouts.
+func TestModelDirRunsEveryModelSuite(t *testing.T) {
+	cfg := preset(t, "tiny-mqa-tied").Config
+	for _, mode := range []string{"online", "offline"} {
+		dir := t.TempDir()
+		m, err := model.New(cfg, model.Options{Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkpoint.Save(m, dir, mode, 2); err != nil {
+			t.Fatal(err)
+		}
+		out, ok := runSuites(t, []string{"./suites/instantiation", "./suites/forward", "./suites/gradient"},
+			"-model-dir="+dir, "-ginkgo.label-filter=config:checkpoint", "-ginkgo.v")
+		if !ok {
+			t.Fatalf("%s checkpoint: the model suites failed:\n%s", mode, out)
+		}
+		for _, want := range []string{"Instantiation checkpoint has exactly the analytic parameter count", "Forward checkpoint is causal", "Gradient flow checkpoint gives every parameter a finite, non-zero gradient"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s checkpoint: no spec %q ran", mode, want)
+			}
+		}
+	}
+}
