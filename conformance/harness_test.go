@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 	"github.com/tritter-ai/conformance/model/checkpoint"
 )
@@ -185,6 +186,29 @@ func TestModelDirRunsEveryModelSuite(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s checkpoint: no spec %q ran", mode, want)
 			}
+		}
+	}
+}
+
+// A folder of new valid golden cases named with -golden-dir runs with no
+// code change: each file becomes its own container of specs.
+func TestGoldenDirRunsNewCases(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(golden.Dir(), smallestModelCase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "team-b-case.safetensors"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dirName := filepath.Base(dir)
+	out, ok := runSuites(t, []string{"./suites/forward", "./suites/gradient"}, "-golden-dir="+dir, "-ginkgo.label-filter=golden", "-ginkgo.v")
+	if !ok {
+		t.Fatalf("golden specs failed on a copy of a committed case:\n%s", out)
+	}
+	for _, want := range []string{"Golden numerics " + dirName + "/team-b-case logits, end to end", "Gradient flow " + dirName + "/team-b-case grad of model.norm.weight"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no spec %q ran", want)
 		}
 	}
 }
