@@ -70,3 +70,8 @@ func BenchmarkInitBF16(b *testing.B) {
 		initParams(m.params, uint64(i), 0.02)
 	}
 }
+
+// TestFullScaleInit times New for the full-scale preset alone.
+func TestFullScaleInit(t *testing.T) {
+	fullScaleModel(t)
+}
