@@ -33,18 +33,50 @@ func QuantizeActivations(q []int8, scales []float32, x []float32, rows, cols int
 	if err := checkQuantizeShapes(q, scales, x, rows, cols); err != nil {
 		panic(err)
 	}
-	for r := 0; r < rows; r++ {
-		row := x[r*cols : (r+1)*cols]
-		maxAbs := float32(0)
-		for _, v := range row {
-			maxAbs = max(maxAbs, float32(math.Abs(float64(v))))
+	// Rows are independent, so splitting them across threads changes no bit.
+	parallelRows(rows, rows*cols, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			quantizeRow(q[r*cols:(r+1)*cols], &scales[r], x[r*cols:(r+1)*cols])
 		}
-		scale := 127 / max(maxAbs, actQuantFloor)
-		scales[r] = scale
-		out := q[r*cols : (r+1)*cols]
-		for c, v := range row {
-			out[c] = roundClamp(float32(v*scale), -128, 127)
-		}
+	})
+}
+
+// quantizeRow is one row of QuantizeActivations.
+func quantizeRow(out []int8, scaleOut *float32, row []float32) {
+	out = out[:len(row)]
+	// For non-NaN values, |v| orders like the bits of |v| read as an
+	// unsigned integer, so the maximum is taken on the bits.
+	var maxBits uint32
+	for _, v := range row {
+		maxBits = max(maxBits, math.Float32bits(v)&0x7fffffff)
+	}
+	if maxBits >= 0x7f800000 {
+		// an infinity or a NaN: the reference loop, NaN semantics and all
+		quantizeRowRef(out, scaleOut, row)
+		return
+	}
+	scale := 127 / max(math.Float32frombits(maxBits), actQuantFloor)
+	*scaleOut = scale
+	// Every |v| ≤ maxAbs, so |v*scale| ≤ 127 up to a rounding of the
+	// product, far below 2^22: adding and subtracting 1.5·2^23 in float32
+	// rounds it to an integer half to even, exactly as math.RoundToEven.
+	const magic = float32(1 << 23 * 1.5)
+	for c, v := range row {
+		r := int32((float32(v*scale) + magic) - magic)
+		out[c] = int8(min(max(r, -128), 127))
+	}
+}
+
+// quantizeRowRef is the reference loop for one row.
+func quantizeRowRef(out []int8, scaleOut *float32, row []float32) {
+	maxAbs := float32(0)
+	for _, v := range row {
+		maxAbs = max(maxAbs, float32(math.Abs(float64(v))))
+	}
+	scale := 127 / max(maxAbs, actQuantFloor)
+	*scaleOut = scale
+	for c, v := range row {
+		out[c] = roundClamp(float32(v*scale), -128, 127)
 	}
 }
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"sync"
 
 	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/kernels/sgemm"
@@ -63,29 +64,71 @@ func quantizeWeight(w []float32, out, in int, tern []int8) (*ternaryWeight, erro
 // result equals quantizeWeight on the same values converted to float32
 // except that the float64 sum may round differently in its last bits.
 func quantizeBF16(w []uint16, out, in int, tern []int8) (*ternaryWeight, error) {
-	var counts [1 << 15]uint64
-	for _, b := range w {
-		counts[b&0x7fff]++
-	}
-	var sum float64
-	for b, c := range counts {
-		if c != 0 {
-			sum += float64(c) * float64(math.Float32frombits(uint32(b)<<16))
-		}
-	}
+	sum := bf16AbsSum(w)
 	mean := float32(sum / float64(len(w)))
 	s := float32(1) / max(mean, 1e-5)
 	var table [1 << 16]int8
 	kernels.Ternarize(table[:], bf16Values[:], s)
 	tern = scratch(tern, len(w))
-	for i, b := range w {
-		tern[i] = table[b]
+	n := len(w) &^ 7
+	for i := 0; i < n; i += 8 {
+		src, dst := w[i:i+8:i+8], tern[i:i+8:i+8]
+		dst[0], dst[1], dst[2], dst[3] = table[src[0]], table[src[1]], table[src[2]], table[src[3]]
+		dst[4], dst[5], dst[6], dst[7] = table[src[4]], table[src[5]], table[src[6]], table[src[7]]
+	}
+	for i := n; i < len(w); i++ {
+		tern[i] = table[w[i]]
 	}
 	t, err := kernels.PackTernary(tern, out, in)
 	if err != nil {
 		return nil, err
 	}
 	return &ternaryWeight{t: t, scale: s, latentBF16: w}, nil
+}
+
+// histPool recycles bf16AbsSum's count tables (512 KiB each).
+var histPool = sync.Pool{New: func() any { return new([4][1 << 15]uint32) }}
+
+// bf16AbsSum is sum |w| in float64, accumulated over a histogram of the
+// magnitudes: bins in increasing bit-pattern order, each adding
+// count·value. The counts are exact, so how they are gathered does not
+// change the sum: four interleaved tables break the store-to-load chains
+// of repeated increments of the same popular bin.
+func bf16AbsSum(w []uint16) float64 {
+	var sum float64
+	if uint64(len(w)) >= 1<<32 { // uint32 counts could overflow
+		var counts [1 << 15]uint64
+		for _, b := range w {
+			counts[b&0x7fff]++
+		}
+		for b, c := range counts {
+			if c != 0 {
+				sum += float64(c) * float64(math.Float32frombits(uint32(b)<<16))
+			}
+		}
+		return sum
+	}
+	c := histPool.Get().(*[4][1 << 15]uint32)
+	defer histPool.Put(c)
+	c0, c1, c2, c3 := &c[0], &c[1], &c[2], &c[3]
+	n := len(w) &^ 3
+	for i := 0; i < n; i += 4 {
+		q := w[i : i+4 : i+4]
+		c0[q[0]&0x7fff]++
+		c1[q[1]&0x7fff]++
+		c2[q[2]&0x7fff]++
+		c3[q[3]&0x7fff]++
+	}
+	for _, b := range w[n:] {
+		c0[b&0x7fff]++
+	}
+	for b := range c0 {
+		if n := uint64(c0[b]) + uint64(c1[b]) + uint64(c2[b]) + uint64(c3[b]); n != 0 {
+			sum += float64(n) * float64(math.Float32frombits(uint32(b)<<16))
+		}
+	}
+	*c = [4][1 << 15]uint32{}
+	return sum
 }
 
 // bf16Values[b] is the float32 value of the bf16 bit pattern b.
@@ -180,11 +223,56 @@ type linearScratch struct {
 func (l kernelLinear) dims() (int, int) { return l.w.t.Rows, l.w.t.Cols }
 
 func (l kernelLinear) forward(y, x []float32, N int) {
-	out, in := l.dims()
+	_, in := l.dims()
 	s := l.s
-	s.q, s.scales, s.acc = scratch(s.q, N*in), scratch(s.scales, N), scratch(s.acc, N*out)
+	s.q, s.scales = scratch(s.q, N*in), scratch(s.scales, N)
+	kernels.QuantizeActivations(s.q, s.scales, x[:N*in], N, in)
+	l.forwardQuantized(y, N)
+}
+
+// forwardShared runs several linears on the same input x[N,in] (q/k/v,
+// gate/up). When all are kernel linears sharing one scratch, x is
+// quantized once: act_quant is deterministic, so each output is the one
+// its own forward would give.
+func forwardShared[F float](ls []linearOp[F], ys [][]F, x []F, N int) {
+	var kls []kernelLinear
+	for _, l := range ls {
+		kl, ok := any(l).(kernelLinear)
+		if !ok || kl.s == nil || len(kls) > 0 && kl.s != kls[0].s {
+			kls = nil
+			break
+		}
+		kls = append(kls, kl)
+	}
+	if kls == nil {
+		for i, l := range ls {
+			l.forward(ys[i], x, N)
+		}
+		return
+	}
+	_, in := kls[0].dims()
+	for _, kl := range kls[1:] {
+		if _, in2 := kl.dims(); in2 != in {
+			for i, l := range ls {
+				l.forward(ys[i], x, N)
+			}
+			return
+		}
+	}
+	s := kls[0].s
+	s.q, s.scales = scratch(s.q, N*in), scratch(s.scales, N)
+	kernels.QuantizeActivations(s.q, s.scales, any(x).([]float32)[:N*in], N, in)
+	for i, kl := range kls {
+		kl.forwardQuantized(any(ys[i]).([]float32), N)
+	}
+}
+
+// forwardQuantized is forward after act_quant: the input is s.q, s.scales.
+func (l kernelLinear) forwardQuantized(y []float32, N int) {
+	out, _ := l.dims()
+	s := l.s
+	s.acc = scratch(s.acc, N*out)
 	q, scales, acc := s.q, s.scales, s.acc
-	kernels.QuantizeActivations(q, scales, x[:N*in], N, in)
 	l.w.t.MatMul(acc, q, N)
 	offline, scale := l.w.offline, l.w.scale
 	parallelFor(N, out, func(lo, hi int) {

@@ -108,9 +108,7 @@ func layerForward[F float](out, x []F, w *layerWeights[F], d dims, rt ropeTable[
 	defer pool.put(branch)
 	// attention block
 	rmsNormForward(c.xn, c.rstd1, x, w.norms[slotInputNorm], N, H, d.eps, q)
-	w.linears[slotQ].forward(c.q, c.xn, N)
-	w.linears[slotK].forward(c.k, c.xn, N)
-	w.linears[slotV].forward(c.v, c.xn, N)
+	forwardShared([]linearOp[F]{w.linears[slotQ], w.linears[slotK], w.linears[slotV]}, [][]F{c.q, c.k, c.v}, c.xn, N)
 	ropeForward(c.q, rt, d.B, d.T, d.nh, q)
 	ropeForward(c.k, rt, d.B, d.T, d.nkv, q)
 	attentionForward(c.attn, c.att, c.q, c.k, c.v, d.attn(), q)
@@ -123,8 +121,7 @@ func layerForward[F float](out, x []F, w *layerWeights[F], d dims, rt ropeTable[
 	residualForward(c.h, x, branch)
 	// MLP block
 	rmsNormForward(c.yn, c.rstd2, c.h, w.norms[slotPostNorm], N, H, d.eps, q)
-	w.linears[slotGate].forward(c.gate, c.yn, N)
-	w.linears[slotUp].forward(c.up, c.yn, N)
+	forwardShared([]linearOp[F]{w.linears[slotGate], w.linears[slotUp]}, [][]F{c.gate, c.up}, c.yn, N)
 	gluForward(c.glu, c.gate, c.up, q)
 	if q.noFFNSubNorm {
 		copy(c.gluNormed, c.glu)
