@@ -49,6 +49,28 @@ func TestNormalSourceStreamsDiffer(t *testing.T) {
 	}
 }
 
+// fillBF16 must equal fillScaled followed by bf16Round, draw for draw,
+// including the samples that take the slow path.
+func TestFillBF16MatchesFill(t *testing.T) {
+	const std = 0.02
+	tab := newZigScaled(std)
+	for _, n := range []int{0, 1, 2, 3, 255, 256, 257, 100_003} {
+		f := make([]float32, n)
+		h := make([]uint16, n)
+		a, b := newNormalSource(3, 4, uint64(n)), newNormalSource(3, 4, uint64(n))
+		a.fillScaled(f, tab, std)
+		b.fillBF16(h, tab, std)
+		if a.state != b.state {
+			t.Fatalf("n = %d: streams end in different states", n)
+		}
+		for i := range f {
+			if h[i] != bf16Round(f[i]) {
+				t.Fatalf("n = %d: [%d] = %#04x, want bf16Round(%v) = %#04x", n, i, h[i], f[i], bf16Round(f[i]))
+			}
+		}
+	}
+}
+
 func BenchmarkNormalSource(b *testing.B) {
 	g := newNormalSource(1, 2, 3)
 	buf := make([]float32, 4096)
@@ -74,4 +96,14 @@ func BenchmarkInitBF16(b *testing.B) {
 // TestFullScaleInit times New for the full-scale preset alone.
 func TestFullScaleInit(t *testing.T) {
 	fullScaleModel(t)
+}
+
+func BenchmarkNormalSourceBF16(b *testing.B) {
+	g := newNormalSource(1, 2, 3)
+	w := newZigScaled(0.02)
+	buf := make([]uint16, 1<<16)
+	b.SetBytes(int64(len(buf)))
+	for i := 0; i < b.N; i++ {
+		g.fillBF16(buf, w, 0.02)
+	}
 }
