@@ -17,7 +17,7 @@ FUZZTIME ?= 20s
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
 
 .PHONY: all conformance conformance-7b test unit fuzz-short fuzz bench bench-kernels \
-	bench-2b bench-7b bench-pytorch-2b golden vet clean
+	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden vet clean
 
 all: test
 
@@ -69,10 +69,19 @@ bench-7b:
 	$(GO) build -o bin/fullscale ./cmd/fullscale
 	$(TIME) bin/fullscale -config tritter-7b -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-7b.txt
 
-# The PyTorch fp32 equivalent (needs python3-torch; see golden/gen/README.md).
+# The PyTorch fp32 equivalent (needs python3-torch; see golden/gen/README.md):
+# instantiate + forward, then the full validation with backward under a
+# 24 GiB address-space cap, so that running out of memory is an allocation
+# error instead of a visit from the machine's OOM killer.
+PYTORCH_CAP_KB := 25165824
 bench-pytorch-2b:
 	@mkdir -p $(REPORTS)
-	-$(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/bitnet-b1.58-2b-4t.json 2>&1 | tee $(REPORTS)/bench-pytorch-2b.txt
+	$(TIME) /usr/bin/python3 golden/gen/baseline.py --no-backward conformance/presets/bitnet-b1.58-2b-4t.json 2>&1 | tee $(REPORTS)/bench-pytorch-2b.txt
+	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/bitnet-b1.58-2b-4t.json) 2>&1 | tee $(REPORTS)/bench-pytorch-2b-grad.txt
+
+bench-pytorch-7b:
+	@mkdir -p $(REPORTS)
+	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/tritter-7b.json) 2>&1 | tee $(REPORTS)/bench-pytorch-7b.txt
 
 golden:
 	/usr/bin/python3 golden/gen/generate.py --out golden/cases
