@@ -9,7 +9,7 @@ REPORTS := reports
 # kernels already use every core, and parallel processes would only fight
 # over them. Add it with GINKGO_EXTRA=-p; full-scale specs are Serial.
 GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-going \
-	--poll-progress-after=60s --poll-progress-interval=30s \
+	--poll-progress-after=20s --poll-progress-interval=20s \
 	--junit-report=junit.xml --json-report=report.json --output-dir=$(REPORTS)
 # Harness options passed to every suite, e.g. make conformance ARGS='-configs=tiny-mha-tied'
 ARGS ?=

@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/golden"
+	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
 )
 
@@ -147,6 +149,30 @@ func describeSubjectGradient(s Subject) {
 		})
 
 		if !s.FullScale {
+			It("gives bit-identical gradients across runs, GOMAXPROCS=1 and 2, and every kernel path", func() {
+				m, err := s.Model()
+				Expect(err).NotTo(HaveOccurred())
+				batch := RandomBatch(s.Config, B, T, Flags.Seed)
+				reference, err := m.Gradients(batch, model.GradOptions{Keep: true})
+				Expect(err).NotTo(HaveOccurred())
+				active := kernels.ActivePath()
+				defer func() { Expect(kernels.SetPath(active)).To(Succeed()) }()
+				for _, path := range kernels.SupportedPaths() {
+					for _, procs := range []int{2, 1} {
+						Expect(kernels.SetPath(path)).To(Succeed())
+						previous := runtime.GOMAXPROCS(procs)
+						r, err := m.Gradients(batch, model.GradOptions{Keep: true})
+						runtime.GOMAXPROCS(previous)
+						Expect(err).NotTo(HaveOccurred())
+						Expect(math.Float64bits(r.Loss)).To(Equal(math.Float64bits(reference.Loss)), "path %s, GOMAXPROCS=%d: loss %v, first run %v", path, procs, r.Loss, reference.Loss)
+						for name, g := range reference.Grads {
+							diff := FirstBitDifference(r.Grads[name].Data, g.Data, g.Shape)
+							Expect(diff).To(BeNil(), "path %s, GOMAXPROCS=%d: grad of %s differs from the first run at %v", path, procs, name, diff)
+						}
+					}
+				}
+			})
+
 			It("lowers the loss with one SGD step on the same batch", func() {
 				m, err := s.build() // a private copy: the step changes weights
 				Expect(err).NotTo(HaveOccurred())
