@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,7 +56,7 @@ func (c Check) Evaluate(impl Implementation) (result Result) {
 	if err != nil {
 		return Result{Check: c, Err: err}
 	}
-	if actual == nil || fmt.Sprint(actual.Shape) != fmt.Sprint(expected.Shape) {
+	if actual == nil || !slices.Equal(actual.Shape, expected.Shape) {
 		shape := "none"
 		if actual != nil {
 			shape = model.ShapeString(actual.Shape)

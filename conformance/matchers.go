@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/onsi/gomega/gcustom"
 	"github.com/onsi/gomega/types"
@@ -22,7 +23,7 @@ func MatchTensor(expected *model.Tensor, quantity Quantity, what string) types.G
 		if actual == nil {
 			return false, fmt.Errorf("%s: got no tensor", what)
 		}
-		if fmt.Sprint(actual.Shape) != fmt.Sprint(expected.Shape) || len(actual.Data) != len(expected.Data) {
+		if !slices.Equal(actual.Shape, expected.Shape) || len(actual.Data) != len(expected.Data) {
 			return false, fmt.Errorf("%s: shape %s, expected %s", what, model.ShapeString(actual.Shape), model.ShapeString(expected.Shape))
 		}
 		return Compare(actual.Data, expected.Data, expected.Shape, tol).Within(tol), nil

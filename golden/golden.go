@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -372,7 +373,7 @@ func (r *reader) float32(name string, shape []int64) (*model.Tensor, error) {
 	if info.DType != "F32" {
 		return nil, r.errorf("tensor %q: expected dtype F32, got %s", name, info.DType)
 	}
-	if !equalShape(info.Shape, shape) {
+	if !slices.Equal(info.Shape, shape) {
 		return nil, r.errorf("tensor %q: expected shape %s, got %s", name, tensorfile.ShapeString(shape), tensorfile.ShapeString(info.Shape))
 	}
 	data, err := r.f.Float32(name)
@@ -413,18 +414,6 @@ func (r *reader) noUnexpected(kind Kind) error {
 		extra = extra[:shown]
 	}
 	return r.errorf("unexpected tensor(s) %s%s: not part of a %s case with this config", strings.Join(extra, ", "), more, kind)
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // indexString formats flat index i of a row-major tensor as [a,b,c].

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Compute selects how BitLinear layers are evaluated.
@@ -477,7 +478,7 @@ func bitLinearBackward(x, w, gradY *Tensor, q *quirks) (gradX, gradW *Tensor, er
 	if err != nil {
 		return nil, nil, err
 	}
-	if gradY == nil || !sameShape(gradY.Shape, []int{N, out}) || len(gradY.Data) != N*out {
+	if gradY == nil || !slices.Equal(gradY.Shape, []int{N, out}) || len(gradY.Data) != N*out {
 		got := "nil"
 		if gradY != nil {
 			got = ShapeString(gradY.Shape)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -113,7 +114,7 @@ func compare(got, want []float32) compareStats {
 
 func checkClose(t *testing.T, name string, got, want *Tensor, tol float64) compareStats {
 	t.Helper()
-	if !sameShape(got.Shape, want.Shape) {
+	if !slices.Equal(got.Shape, want.Shape) {
 		t.Errorf("%s: shape %v, want %v", name, got.Shape, want.Shape)
 		return compareStats{}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -279,7 +280,7 @@ func FromTensors(cfg Config, params map[string]*Tensor) (*Model, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: unexpected tensor (not in the inventory of this config)", name)
 		}
-		if t == nil || !sameShape(t.Shape, p.shape) {
+		if t == nil || !slices.Equal(t.Shape, p.shape) {
 			got := "nil"
 			if t != nil {
 				got = ShapeString(t.Shape)
@@ -291,18 +292,6 @@ func FromTensors(cfg Config, params map[string]*Tensor) (*Model, error) {
 		}
 	}
 	return m, nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // SetTernary makes a linear offline: y = linear(act_quant(x), W)·weightScale
