@@ -279,25 +279,29 @@ func DescribeGolden() bool {
 	return Describe("Golden numerics", SuiteLabel("golden"), Label("golden"), func() {
 		describeGoldenCases(func(name string, c *golden.Case) {
 			Describe(name, func() {
-				var impl Implementation
-				checks := NumericsChecks(c, ModelTarget)
-				if c.Kind != golden.KindBitlinear {
-					BeforeEach(func() {
-						if impl == nil {
-							var err error
-							impl, err = ModelTarget.FromTensors(c.Config, c.Params)
-							Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Path)
-						}
-					})
-				}
-				for _, check := range checks {
-					It(check.Name, func() {
-						expectCheck(check, impl)
-					})
-				}
+				describeChecks(c, NumericsChecks(c, ModelTarget))
 			})
 		})
 	})
+}
+
+// describeChecks registers one spec per check of a golden case, all run
+// against one ModelTarget implementation built from the case's weights on
+// first use.
+func describeChecks(c *golden.Case, checks []Check) {
+	var impl Implementation
+	if c.Kind != golden.KindBitlinear {
+		BeforeEach(func() {
+			if impl == nil {
+				var err error
+				impl, err = ModelTarget.FromTensors(c.Config, c.Params)
+				Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Path)
+			}
+		})
+	}
+	for _, check := range checks {
+		It(check.Name, func() { expectCheck(check, impl) })
+	}
 }
 
 // expectCheck runs a check inside a spec with a MatchTensor failure message.

@@ -97,25 +97,13 @@ func DescribeGradient() bool {
 		}
 		describeGoldenCases(func(name string, c *golden.Case) {
 			Describe(name, Label("golden"), func() {
-				var impl Implementation
 				checks := GradChecks(c, ModelTarget)
-				if c.Kind != golden.KindBitlinear {
-					BeforeEach(func() {
-						if impl == nil {
-							var err error
-							impl, err = ModelTarget.FromTensors(c.Config, c.Params)
-							Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Path)
-						}
-					})
-				}
 				if len(checks) == 0 {
 					It("has gradients to compare", func() {
 						Skip(c.Path + " has no grad.* tensors: the golden format makes them optional")
 					})
 				}
-				for _, check := range checks {
-					It(check.Name, func() { expectCheck(check, impl) })
-				}
+				describeChecks(c, checks)
 			})
 		})
 	})
