@@ -131,6 +131,23 @@ func Load(path string) (*Case, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return read(f, path)
+}
+
+// Parse validates one golden case held in memory, as Load does for a file;
+// name stands in for the path in errors and Case.Path.
+func Parse(name string, data []byte) (*Case, error) {
+	f, err := tensorfile.OpenBytes(name, data)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return read(f, name)
+}
+
+// read validates the case in an open file.
+func read(f *tensorfile.File, path string) (*Case, error) {
+	var err error
 	r := &reader{f: f, path: path, used: map[string]bool{}}
 	c := &Case{Path: path, Name: strings.TrimSuffix(filepath.Base(path), Extension)}
 	if err := r.metadata(c); err != nil {

@@ -455,28 +455,3 @@ func TestLoadRejectsNonSafetensors(t *testing.T) {
 		t.Error("Load(absent file) succeeded")
 	}
 }
-
-func FuzzLoad(f *testing.F) {
-	dir := f.TempDir()
-	for name, file := range map[string]*testFile{"model": validModelFile(f), "bitlinear": validBitlinearFile()} {
-		data, err := os.ReadFile(file.write(f, filepath.Join(dir, name+".safetensors")))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "fuzz.safetensors")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Load(path)
-		if err != nil {
-			if !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q does not name the file", err)
-			}
-			return
-		}
-		checkInvariants(t, c)
-	})
-}

@@ -50,6 +50,13 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
+// OpenBytes validates a whole safetensors file held in memory, as Open does
+// for a file on disk; name stands in for the path in errors and
+// Header.Path. The File keeps data, which must not change while it is in use.
+func OpenBytes(name string, data []byte) (*File, error) {
+	return newFile(name, data, nil)
+}
+
 // newFile validates the bytes of a whole file and indexes its tensors.
 func newFile(path string, data []byte, release func() error) (*File, error) {
 	size := int64(len(data))
@@ -90,15 +97,15 @@ func newFile(path string, data []byte, release func() error) (*File, error) {
 	return f, nil
 }
 
-// Close releases the mapping. Slices returned by Raw become invalid; those
-// returned by Float32, Int64 and Uint8 are copies and stay valid.
+// Close releases the mapping, if any. Slices returned by Raw become invalid;
+// those returned by Float32, Int64 and Uint8 are copies and stay valid.
 func (f *File) Close() error {
-	if f.release == nil {
+	release := f.release
+	f.release, f.data, f.parsed = nil, nil, safetensors.SafeTensors{}
+	if release == nil {
 		return nil
 	}
-	err := f.release()
-	f.release, f.data, f.parsed = nil, nil, safetensors.SafeTensors{}
-	if err != nil {
+	if err := release(); err != nil {
 		return fmt.Errorf("%s: unmapping: %v", f.Path, err)
 	}
 	return nil
