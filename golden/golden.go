@@ -1,7 +1,9 @@
 // Package golden loads golden cases: safetensors files in the
-// bitnet-golden/v1 format (see golden-format.md) that hold a model's
+// bitnet-golden/v1 or v2 format (see golden-format.md) that hold a model's
 // weights and inputs together with the outputs and gradients a correct
-// BitNet b1.58 implementation must reproduce.
+// BitNet b1.58 implementation must reproduce. v2 adds an op-level trace of
+// every layer, the gradient at every trace point and the measured spread of
+// alternative correct runs.
 //
 // The committed cases live in golden/cases and are written by
 // golden/gen/generate.py (`make golden`); users may point the harness at
@@ -33,8 +35,49 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// Format is the only value of the "format" metadata key this package reads.
-const Format = "bitnet-golden/v1"
+// The values of the "format" metadata key this package reads.
+const (
+	FormatV1 = "bitnet-golden/v1"
+	FormatV2 = "bitnet-golden/v2"
+	// Format is the version the project's generator writes.
+	Format = FormatV2
+)
+
+// TracePoint is one tensor of a v2 layer trace, trace.{i}.{Name}.
+type TracePoint struct {
+	Name string
+	// Width is the size of the last dimension: [B,T,Width].
+	Width func(cfg model.Config) int64
+}
+
+func hiddenWidth(cfg model.Config) int64       { return cfg.HiddenSize }
+func queryWidth(cfg model.Config) int64        { return cfg.NumAttentionHeads * cfg.HeadDim() }
+func keyValueWidth(cfg model.Config) int64     { return cfg.NumKeyValueHeads * cfg.HeadDim() }
+func intermediateWidth(cfg model.Config) int64 { return cfg.IntermediateSize }
+
+// TracePoints lists a layer's trace in the order the layer computes it.
+var TracePoints = []TracePoint{
+	{"attn_norm", hiddenWidth},
+	{"q", queryWidth},
+	{"k", keyValueWidth},
+	{"v", keyValueWidth},
+	{"attn", queryWidth},
+	{"attn_sub_norm", queryWidth},
+	{"o", hiddenWidth},
+	{"h", hiddenWidth},
+	{"ffn_norm", hiddenWidth},
+	{"gate", intermediateWidth},
+	{"up", intermediateWidth},
+	{"act", intermediateWidth},
+	{"ffn_sub_norm", intermediateWidth},
+	{"down", hiddenWidth},
+}
+
+// TraceName is the tensor name of trace point point of layer i.
+func TraceName(i int, point string) string { return fmt.Sprintf("trace.%d.%s", i, point) }
+
+// HiddenName is the tensor name of the residual stream before layer i.
+func HiddenName(i int) string { return fmt.Sprintf("hidden.%d", i) }
 
 // Kind says what a case tests.
 type Kind string
@@ -55,6 +98,7 @@ type Case struct {
 	Generator   string // metadata "generator": what produced the file
 	Description string // metadata "description", if any
 	Kind        Kind
+	Version     int // 1 or 2, from metadata "format"
 
 	Config model.Config // from metadata "config"; validated
 	Batch  model.Batch  // input_ids [B,T]; every id in [0,V)
@@ -70,6 +114,19 @@ type Case struct {
 	// d parameter. It holds the parameters the file has gradients for,
 	// possibly none.
 	Grads map[string]*model.Tensor
+
+	// Nodes holds, in v2 model cases, every traced tensor of the forward
+	// pass under its file name: hidden.{i}, final_norm, logits and every
+	// trace.{i}.{point} (TracePoints). In v1 cases it holds hidden.{i},
+	// final_norm and logits only.
+	Nodes map[string]*model.Tensor
+	// NodeGrads maps a node name (without "grad.") to d loss / d node, the
+	// total derivative. v2 model cases have one for every node; v1 none.
+	NodeGrads map[string]*model.Tensor
+	// Spread maps logits, loss, final_norm, hidden.{i} and grad.{parameter}
+	// to the relative L2 spread of alternative correct runs. nil when the
+	// file has none (v1, or a v2 file from a tool that cannot measure it).
+	Spread map[string]float64
 
 	X          *model.Tensor // [N,in]
 	Weight     *model.Tensor // [out,in], latent
@@ -186,8 +243,13 @@ func (r *reader) metadata(c *Case) error {
 	if !ok {
 		return r.errorf("metadata %q: missing, expected %q", "format", Format)
 	}
-	if format != Format {
-		return r.errorf("metadata %q: unsupported version %q, expected %q (regenerate the file or see golden-format.md)", "format", format, Format)
+	switch format {
+	case FormatV1:
+		c.Version = 1
+	case FormatV2:
+		c.Version = 2
+	default:
+		return r.errorf("metadata %q: unsupported version %q, expected %q or %q (regenerate the file or see golden-format.md)", "format", format, FormatV2, FormatV1)
 	}
 	c.Generator = md["generator"]
 	if strings.TrimSpace(c.Generator) == "" {
@@ -256,7 +318,107 @@ func (r *reader) modelCase(c *Case) error {
 			return err
 		}
 	}
+	c.Nodes = map[string]*model.Tensor{"logits": c.Logits, "final_norm": c.FinalNorm}
+	for i, h := range c.Hidden {
+		c.Nodes[HiddenName(i)] = h
+	}
+	if c.Version == 1 {
+		return nil
+	}
+	return r.v2(c)
+}
+
+// v2 reads what a v2 model case adds: the layer traces, the gradient at
+// every node, and the optional spread.
+func (r *reader) v2(c *Case) error {
+	B, T := int64(c.Batch.B), int64(c.Batch.T)
+	for i := 0; i < int(c.Config.NumHiddenLayers); i++ {
+		for _, p := range TracePoints {
+			name := TraceName(i, p.Name)
+			t, err := r.float32(name, []int64{B, T, p.Width(c.Config)})
+			if err != nil {
+				return err
+			}
+			c.Nodes[name] = t
+		}
+	}
+	c.NodeGrads = make(map[string]*model.Tensor, len(c.Nodes))
+	for _, name := range sortedKeys(c.Nodes) {
+		t, err := r.float32("grad."+name, shape64(c.Nodes[name].Shape))
+		if err != nil {
+			return err
+		}
+		c.NodeGrads[name] = t
+	}
+	if len(c.Grads) != len(c.Params) {
+		for _, name := range sortedKeys(c.Params) {
+			if c.Grads[name] == nil {
+				return r.errorf("tensor %q: missing, a v2 model case holds the gradient of every parameter", "grad."+name)
+			}
+		}
+	}
+	return r.spread(c)
+}
+
+// SpreadKeys lists the keys a model case's spread object must have.
+func SpreadKeys(c *Case) []string {
+	keys := []string{"logits", "loss", "final_norm"}
+	for i := range c.Hidden {
+		keys = append(keys, HiddenName(i))
+	}
+	for _, spec := range c.Config.Inventory() {
+		keys = append(keys, "grad."+spec.Name)
+	}
+	return keys
+}
+
+// spread parses the optional "spread" metadata: a JSON object with a
+// finite, non-negative number for exactly the keys SpreadKeys lists.
+func (r *reader) spread(c *Case) error {
+	raw, ok := r.f.Header.Metadata["spread"]
+	if !ok {
+		return nil
+	}
+	var values map[string]float64
+	if err := json.Unmarshal([]byte(raw), &values); err != nil {
+		return r.errorf("metadata %q: expected a JSON object of numbers, got %.60q: %v", "spread", raw, err)
+	}
+	want := SpreadKeys(c)
+	known := make(map[string]bool, len(want))
+	for _, k := range want {
+		known[k] = true
+		v, ok := values[k]
+		if !ok {
+			return r.errorf("metadata %q: key %q missing (a spread must cover logits, loss, final_norm, every hidden.i and every grad.parameter)", "spread", k)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return r.errorf("metadata %q: key %q is %v, expected a finite number >= 0", "spread", k, v)
+		}
+	}
+	for _, k := range sortedKeys(values) {
+		if !known[k] {
+			return r.errorf("metadata %q: unexpected key %q, not a tensor of this case", "spread", k)
+		}
+	}
+	c.Spread = values
 	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func shape64(shape []int) []int64 {
+	out := make([]int64, len(shape))
+	for i, d := range shape {
+		out[i] = int64(d)
+	}
+	return out
 }
 
 // tensorsPerLayer is how many tensors each decoder layer adds to a model
