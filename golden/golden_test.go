@@ -2,6 +2,7 @@ package golden
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -216,7 +217,7 @@ func validModelFile(t testing.TB) *testFile {
 	}
 	const B, T = 2, 3
 	H, V := cfg.HiddenSize, cfg.VocabSize
-	f := &testFile{metadata: map[string]string{"format": Format, "case": "model", "config": testConfig, "generator": "golden_test.go"}}
+	f := &testFile{metadata: map[string]string{"format": FormatV1, "case": "model", "config": testConfig, "generator": "golden_test.go"}}
 	f.setInt64("input_ids", []int64{B, T}, []int64{0, 10, 3, 7, 1, 5})
 	for _, spec := range cfg.Inventory() {
 		f.setFloat32(spec.Name, spec.Shape)
@@ -234,8 +235,43 @@ func validModelFile(t testing.TB) *testFile {
 	return f
 }
 
+// validModelFileV2 is validModelFile in v2: every trace point and the
+// gradient of every node, with a complete spread.
+func validModelFileV2(t testing.TB) *testFile {
+	f := validModelFile(t)
+	f.metadata["format"] = FormatV2
+	cfg, err := model.ParseConfig([]byte(testConfig), "testConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const B, T = 2, 3
+	nodes := map[string][]int64{"logits": {B, T, cfg.VocabSize}, "final_norm": {B, T, cfg.HiddenSize}}
+	for i := int64(0); i <= cfg.NumHiddenLayers; i++ {
+		nodes[HiddenName(int(i))] = []int64{B, T, cfg.HiddenSize}
+	}
+	for i := 0; i < int(cfg.NumHiddenLayers); i++ {
+		for _, p := range TracePoints {
+			f.setFloat32(TraceName(i, p.Name), []int64{B, T, p.Width(cfg)})
+			nodes[TraceName(i, p.Name)] = []int64{B, T, p.Width(cfg)}
+		}
+	}
+	for name, shape := range nodes {
+		f.setFloat32("grad."+name, shape)
+	}
+	spread := map[string]float64{}
+	for _, k := range SpreadKeys(&Case{Config: cfg, Hidden: make([]*model.Tensor, cfg.NumHiddenLayers+1)}) {
+		spread[k] = 1e-3
+	}
+	raw, err := json.Marshal(spread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.metadata["spread"] = string(raw)
+	return f
+}
+
 func validBitlinearFile() *testFile {
-	f := &testFile{metadata: map[string]string{"format": Format, "case": "bitlinear", "generator": "golden_test.go"}}
+	f := &testFile{metadata: map[string]string{"format": FormatV1, "case": "bitlinear", "generator": "golden_test.go"}}
 	f.setFloat32("x", []int64{3, 5})
 	f.setFloat32("weight", []int64{4, 5})
 	f.setFloat32("y", []int64{3, 4})
@@ -328,6 +364,20 @@ func TestLoadValidTestFiles(t *testing.T) {
 		t.Errorf("case without grads: kind %q, %d grads, expected model with none", c.Kind, len(c.Grads))
 	}
 
+	c, err = Load(validModelFileV2(t).write(t, filepath.Join(dir, "model-v2.safetensors")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, c)
+	if c.Version != 2 || len(c.NodeGrads) != len(c.Nodes) || c.Nodes["trace.0.act"] == nil || c.Spread["grad.model.norm.weight"] != 1e-3 {
+		t.Errorf("v2 case: version %d, %d nodes, %d node gradients, spread %v", c.Version, len(c.Nodes), len(c.NodeGrads), c.Spread)
+	}
+	f := validModelFileV2(t)
+	delete(f.metadata, "spread")
+	if c, err = Load(f.write(t, filepath.Join(dir, "model-v2-nospread.safetensors"))); err != nil || c.Spread != nil {
+		t.Errorf("v2 case without spread: err %v, spread %v; expected it to load with no spread", err, c.Spread)
+	}
+
 	c, err = Load(validBitlinearFile().write(t, filepath.Join(dir, "bitlinear.safetensors")))
 	if err != nil {
 		t.Fatal(err)
@@ -346,8 +396,29 @@ func TestLoadRejectsBrokenFiles(t *testing.T) {
 		// want lists substrings the error must contain besides the path.
 		want []string
 	}{
-		{"wrong format version", validModelFile, func(f *testFile) { f.metadata["format"] = "bitnet-golden/v2" },
-			[]string{`metadata "format"`, `"bitnet-golden/v2"`, `expected "bitnet-golden/v1"`}},
+		{"wrong format version", validModelFile, func(f *testFile) { f.metadata["format"] = "bitnet-golden/v3" },
+			[]string{`metadata "format"`, `"bitnet-golden/v3"`, `expected "bitnet-golden/v2" or "bitnet-golden/v1"`}},
+		{"v2 without a trace point", validModelFileV2, func(f *testFile) { f.remove("trace.0.ffn_sub_norm") },
+			[]string{`tensor "trace.0.ffn_sub_norm": missing`, "F32 [2,3,12]"}},
+		{"v2 trace point of the wrong width", validModelFileV2, func(f *testFile) { f.setFloat32("trace.0.k", []int64{2, 3, 8}) },
+			[]string{`tensor "trace.0.k"`, "expected shape [2,3,4]", "got [2,3,8]"}},
+		{"v2 without a node gradient", validModelFileV2, func(f *testFile) { f.remove("grad.trace.0.attn") },
+			[]string{`tensor "grad.trace.0.attn": missing`}},
+		{"v2 without a parameter gradient", validModelFileV2, func(f *testFile) { f.remove("grad.model.norm.weight") },
+			[]string{`tensor "grad.model.norm.weight": missing`, "every parameter"}},
+		{"v2 trace past the last layer", validModelFileV2, func(f *testFile) { f.setFloat32("trace.1.q", []int64{2, 3, 8}) },
+			[]string{`unexpected tensor(s) "trace.1.q"`}},
+		{"v2 spread not JSON", validModelFileV2, func(f *testFile) { f.metadata["spread"] = "{logits" },
+			[]string{`metadata "spread"`, "JSON object"}},
+		{"v2 spread missing a key", validModelFileV2, func(f *testFile) {
+			f.metadata["spread"] = strings.Replace(f.metadata["spread"], `"loss"`, `"lost"`, 1)
+		}, []string{`metadata "spread"`, `key "loss" missing`}},
+		{"v2 spread with an unknown key", validModelFileV2, func(f *testFile) {
+			f.metadata["spread"] = strings.Replace(f.metadata["spread"], "{", `{"trace.0.q": 1,`, 1)
+		}, []string{`metadata "spread"`, `unexpected key "trace.0.q"`}},
+		{"v2 negative spread", validModelFileV2, func(f *testFile) {
+			f.metadata["spread"] = strings.Replace(f.metadata["spread"], `"logits":0.001`, `"logits":-1`, 1)
+		}, []string{`metadata "spread"`, `key "logits" is -1`}},
 		{"missing format", validModelFile, func(f *testFile) { delete(f.metadata, "format") },
 			[]string{`metadata "format": missing`}},
 		{"missing generator", validModelFile, func(f *testFile) { delete(f.metadata, "generator") },
