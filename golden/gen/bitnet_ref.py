@@ -13,6 +13,11 @@ Dimension legend used in shape comments:
 The functions take an optional `recorder` list. When given, every quantizer
 appends the integer codes it rounded to (in call order), so two runs in
 different precisions can count how many rounding decisions flipped.
+
+They also take an optional `perturb` torch.Generator. When given, every
+quantizer sees its input multiplied elementwise by (1 + eps), eps uniform in
+[-2^-21, 2^-21], before it computes its scale and rounds (see perturbed()).
+This is how generate.py makes the alternative correct runs behind `spread`.
 """
 
 import torch
@@ -22,36 +27,64 @@ ACT_LEVELS = 127.0  # int8 activations: codes in [-128, 127]
 SCALE_FLOOR = 1e-5  # both quantizers clamp their statistic from below
 
 
-def weight_quant(w, recorder=None):
+# Half-width of the relative perturbation of quantizer inputs: 2^-21 is
+# about 4 float32 ulps, the size of a summation-order difference.
+PERTURB_EPS = 2.0 ** -21
+
+
+def perturbed(t, perturb):
+    """t (detached) times (1 + eps) elementwise, eps ~ U[-2^-21, 2^-21).
+
+    eps is drawn from the generator `perturb` in t's dtype, one value per
+    element in row-major order, so a seeded generator fixes every value.
+    With perturb None, t is returned unchanged.
+    """
+    if perturb is None:
+        return t
+    u = torch.rand(t.shape, generator=perturb, dtype=t.dtype)  # [0, 1)
+    return t * (1.0 + (2.0 * u - 1.0) * PERTURB_EPS)
+
+
+def weight_quant(w, recorder=None, perturb=None):
     """Ternary latent-weight quantizer with a straight-through gradient.
 
     s = 1 / max(mean|W|, 1e-5) over the whole matrix;
     Wq = clamp(round(W*s), -1, 1) / s. torch.round is round-half-to-even.
+    With perturb, W is replaced by W*(1+eps) in both mean|W| and W*s; the
+    gradient still passes to w unchanged.
     """
-    scale = 1.0 / w.detach().abs().mean().clamp(min=SCALE_FLOOR)
-    codes = (w.detach() * scale).round().clamp(-1, 1)
+    seen = perturbed(w.detach(), perturb)
+    scale = 1.0 / seen.abs().mean().clamp(min=SCALE_FLOOR)
+    codes = (seen * scale).round().clamp(-1, 1)
     if recorder is not None:
         recorder.append(("weight", codes))
     return w + (codes / scale - w).detach()
 
 
-def act_quant(x, recorder=None):
+def act_quant(x, recorder=None, perturb=None):
     """Per-token int8 activation quantizer with a straight-through gradient.
 
     s = 127 / max(max|x|, 1e-5) per row (last dimension);
     xq = clamp(round(x*s), -128, 127) / s.
+    With perturb, x is replaced by x*(1+eps) in both max|x| and x*s; the
+    gradient still passes to x unchanged.
     """
-    absmax = x.detach().abs().amax(dim=-1, keepdim=True)
+    seen = perturbed(x.detach(), perturb)
+    absmax = seen.abs().amax(dim=-1, keepdim=True)
     scale = ACT_LEVELS / absmax.clamp(min=SCALE_FLOOR)
-    codes = (x.detach() * scale).round().clamp(-128, 127)
+    codes = (seen * scale).round().clamp(-128, 127)
     if recorder is not None:
         recorder.append(("act", codes))
     return x + (codes / scale - x).detach()
 
 
-def bitlinear(x, w, recorder=None):
-    """linear(act_quant(x), weight_quant(w)); x [..., in], w [out, in]."""
-    return F.linear(act_quant(x, recorder), weight_quant(w, recorder))
+def bitlinear(x, w, recorder=None, perturb=None):
+    """linear(act_quant(x), weight_quant(w)); x [..., in], w [out, in].
+
+    act_quant runs before weight_quant, so a perturbation generator draws
+    the input's eps first, then the weight's.
+    """
+    return F.linear(act_quant(x, recorder, perturb), weight_quant(w, recorder, perturb))
 
 
 def rms_norm(x, w, eps):
@@ -148,13 +181,34 @@ def expand_kv(kv, group):
     return kv.repeat_interleave(group, dim=1)
 
 
-def attention(cfg, p, x, cos, sin, recorder):
-    """Causal GQA self-attention; x [B, T, H] -> [B, T, H]."""
+def keep(trace, name, t, retain):
+    """Stores trace point `name` and returns t unchanged.
+
+    With retain, t.retain_grad() makes backward() fill t.grad with the total
+    derivative d loss / d t, summed over every use of this tensor object.
+    """
+    if retain and t.requires_grad:
+        t.retain_grad()
+    trace[name] = t
+    return t
+
+
+def attention(cfg, p, x, cos, sin, recorder, perturb=None, trace=None, retain=False):
+    """Causal GQA self-attention of x = attn_norm [B, T, H]; returns o [B, T, H].
+
+    Records q, k, v (before RoPE), attn (before attn_sub_norm),
+    attn_sub_norm and o into the dict `trace` when given.
+    """
+    if trace is None:
+        trace = {}
     B, T, _ = x.shape
     nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    q = bitlinear(x, p["self_attn.q_proj.weight"], recorder).view(B, T, nh, hd).transpose(1, 2)  # [B, nh, T, hd]
-    k = bitlinear(x, p["self_attn.k_proj.weight"], recorder).view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
-    v = bitlinear(x, p["self_attn.v_proj.weight"], recorder).view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
+    q = keep(trace, "q", bitlinear(x, p["self_attn.q_proj.weight"], recorder, perturb), retain)  # [B, T, nh*hd]
+    k = keep(trace, "k", bitlinear(x, p["self_attn.k_proj.weight"], recorder, perturb), retain)  # [B, T, nkv*hd]
+    v = keep(trace, "v", bitlinear(x, p["self_attn.v_proj.weight"], recorder, perturb), retain)  # [B, T, nkv*hd]
+    q = q.view(B, T, nh, hd).transpose(1, 2)  # [B, nh, T, hd]
+    k = k.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
+    v = v.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
     q = apply_rope(q, cos, sin)
     k = apply_rope(k, cos, sin)
     k = expand_kv(k, nh // nkv)  # [B, nh, T, hd]
@@ -163,17 +217,23 @@ def attention(cfg, p, x, cos, sin, recorder):
     future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
     scores = scores.masked_fill(future, float("-inf"))
     probs = torch.softmax(scores, dim=-1, dtype=scores.dtype)
-    out = torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd)  # [B, T, nh*hd]
-    out = rms_norm(out, p["self_attn.attn_sub_norm.weight"], cfg.rms_norm_eps)
-    return bitlinear(out, p["self_attn.o_proj.weight"], recorder)
+    out = keep(trace, "attn", torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd), retain)  # [B, T, nh*hd]
+    out = keep(trace, "attn_sub_norm", rms_norm(out, p["self_attn.attn_sub_norm.weight"], cfg.rms_norm_eps), retain)
+    return keep(trace, "o", bitlinear(out, p["self_attn.o_proj.weight"], recorder, perturb), retain)
 
 
-def mlp(cfg, p, y, recorder):
-    """down_proj(ffn_sub_norm(relu(gate)^2 * up)); y [B, T, H] -> [B, T, H]."""
-    gate = bitlinear(y, p["mlp.gate_proj.weight"], recorder)  # [B, T, I]
-    up = bitlinear(y, p["mlp.up_proj.weight"], recorder)  # [B, T, I]
-    inner = rms_norm(torch.relu(gate).pow(2) * up, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps)
-    return bitlinear(inner, p["mlp.down_proj.weight"], recorder)
+def mlp(cfg, p, y, recorder, perturb=None, trace=None, retain=False):
+    """down_proj(ffn_sub_norm(relu(gate)^2 * up)); y = ffn_norm [B, T, H] -> down [B, T, H].
+
+    Records gate, up, act, ffn_sub_norm and down into `trace` when given.
+    """
+    if trace is None:
+        trace = {}
+    gate = keep(trace, "gate", bitlinear(y, p["mlp.gate_proj.weight"], recorder, perturb), retain)  # [B, T, I]
+    up = keep(trace, "up", bitlinear(y, p["mlp.up_proj.weight"], recorder, perturb), retain)  # [B, T, I]
+    act = keep(trace, "act", torch.relu(gate).pow(2) * up, retain)
+    inner = keep(trace, "ffn_sub_norm", rms_norm(act, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps), retain)
+    return keep(trace, "down", bitlinear(inner, p["mlp.down_proj.weight"], recorder, perturb), retain)
 
 
 def layer_params(params, i):
@@ -181,24 +241,42 @@ def layer_params(params, i):
     return {name[len(prefix):]: t for name, t in params.items() if name.startswith(prefix)}
 
 
-def forward(cfg, params, input_ids, recorder=None):
+# The op-level trace points of one decoder layer, in computation order
+# (bitnet-golden/v2 `trace.{i}.*`).
+TRACE_POINTS = ["attn_norm", "q", "k", "v", "attn", "attn_sub_norm", "o", "h",
+                "ffn_norm", "gate", "up", "act", "ffn_sub_norm", "down"]
+
+
+def forward(cfg, params, input_ids, recorder=None, perturb=None, retain=False):
     """Runs the model on input_ids [B, T] (int64).
 
-    Returns a dict with hidden (list of L+1 [B, T, H]), final_norm [B, T, H],
-    logits [B, T, V] and loss (a scalar: mean next-token cross-entropy).
+    Returns a dict with hidden (list of L+1 [B, T, H]), trace (list of L
+    dicts, TRACE_POINTS -> tensor), final_norm [B, T, H], logits [B, T, V]
+    and loss (a scalar: mean next-token cross-entropy).
+
+    With retain, every hidden, trace, final_norm and logits tensor keeps its
+    gradient after loss.backward(): the total derivative of the loss with
+    that tensor as one node of the graph.
     """
     B, T = input_ids.shape
     dtype = params["model.embed_tokens.weight"].dtype
     cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_theta, dtype)
     x = F.embedding(input_ids, params["model.embed_tokens.weight"])  # [B, T, H]
-    hidden = [x]
+    hidden = [keep({}, "hidden.0", x, retain)]
+    traces = []
     for i in range(cfg.num_layers):
         p = layer_params(params, i)
-        h = x + attention(cfg, p, rms_norm(x, p["input_layernorm.weight"], cfg.rms_norm_eps), cos, sin, recorder)
-        x = h + mlp(cfg, p, rms_norm(h, p["post_attention_layernorm.weight"], cfg.rms_norm_eps), recorder)
+        tr = {}
+        attn_norm = keep(tr, "attn_norm", rms_norm(x, p["input_layernorm.weight"], cfg.rms_norm_eps), retain)
+        o = attention(cfg, p, attn_norm, cos, sin, recorder, perturb, tr, retain)
+        h = keep(tr, "h", x + o, retain)
+        ffn_norm = keep(tr, "ffn_norm", rms_norm(h, p["post_attention_layernorm.weight"], cfg.rms_norm_eps), retain)
+        down = mlp(cfg, p, ffn_norm, recorder, perturb, tr, retain)
+        x = keep({}, "hidden", h + down, retain)
         hidden.append(x)
-    final_norm = rms_norm(x, params["model.norm.weight"], cfg.rms_norm_eps)
+        traces.append({name: tr[name] for name in TRACE_POINTS})
+    final_norm = keep({}, "final_norm", rms_norm(x, params["model.norm.weight"], cfg.rms_norm_eps), retain)
     head = params["model.embed_tokens.weight"] if cfg.tied else params["lm_head.weight"]
-    logits = F.linear(final_norm, head)  # [B, T, V], never quantized
+    logits = keep({}, "logits", F.linear(final_norm, head), retain)  # [B, T, V], never quantized
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.vocab_size), input_ids[:, 1:].reshape(-1))
-    return {"hidden": hidden, "final_norm": final_norm, "logits": logits, "loss": loss}
+    return {"hidden": hidden, "trace": traces, "final_norm": final_norm, "logits": logits, "loss": loss}

@@ -27,7 +27,7 @@ def round_half_away(t):
 
 
 def act_quant_variant(round_fn=torch.round, per_token=True, enabled=True):
-    def act_quant(x, recorder=None):
+    def act_quant(x, recorder=None, perturb=None):
         if not enabled:
             return x
         absmax = x.detach().abs().amax(dim=-1, keepdim=True) if per_token else x.detach().abs().max()
@@ -38,7 +38,7 @@ def act_quant_variant(round_fn=torch.round, per_token=True, enabled=True):
 
 
 def weight_quant_variant(round_fn=torch.round, per_row=False):
-    def weight_quant(w, recorder=None):
+    def weight_quant(w, recorder=None, perturb=None):
         mean = w.detach().abs().mean(dim=-1, keepdim=True) if per_row else w.detach().abs().mean()
         scale = 1.0 / mean.clamp(min=bitnet_ref.SCALE_FLOOR)
         codes = round_fn(w.detach() * scale).clamp(-1, 1)
@@ -58,11 +58,15 @@ def interleaved_rotate_half(x):
     return torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
 
 
-def relu_mlp(cfg, p, y, recorder):
-    gate = bitnet_ref.bitlinear(y, p["mlp.gate_proj.weight"], recorder)
-    up = bitnet_ref.bitlinear(y, p["mlp.up_proj.weight"], recorder)
-    inner = bitnet_ref.rms_norm(torch.relu(gate) * up, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps)
-    return bitnet_ref.bitlinear(inner, p["mlp.down_proj.weight"], recorder)
+def relu_mlp(cfg, p, y, recorder, perturb=None, trace=None, retain=False):
+    # Same trace points as bitnet_ref.mlp, so forward() can still collect them.
+    trace = {} if trace is None else trace
+    keep = bitnet_ref.keep
+    gate = keep(trace, "gate", bitnet_ref.bitlinear(y, p["mlp.gate_proj.weight"], recorder, perturb), retain)
+    up = keep(trace, "up", bitnet_ref.bitlinear(y, p["mlp.up_proj.weight"], recorder, perturb), retain)
+    act = keep(trace, "act", torch.relu(gate) * up, retain)
+    inner = keep(trace, "ffn_sub_norm", bitnet_ref.rms_norm(act, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps), retain)
+    return keep(trace, "down", bitnet_ref.bitlinear(inner, p["mlp.down_proj.weight"], recorder, perturb), retain)
 
 
 ORIGINAL = {name: getattr(bitnet_ref, name) for name in ["rope_cos_sin", "rotate_half", "act_quant", "weight_quant", "mlp", "expand_kv"]}

@@ -38,18 +38,26 @@ def hf_config(H, I, L, nh, nkv, V, tied, head_dim=None, rope_theta=500000.0, rms
 
 
 class ModelCase:
+    """A model case. version is the file format it is written in (2, or 1 to
+    keep a v1 file that proves the reader still runs v1); norm_std is the
+    standard deviation of the norm weights around 1."""
+
     kind = "model"
 
-    def __init__(self, name, seed, config, B, T, description):
+    def __init__(self, name, seed, config, B, T, description, version=2, norm_std=0.1):
         self.name, self.seed, self.config, self.B, self.T = name, seed, config, B, T
         self.description = description
+        self.version, self.norm_std = version, norm_std
 
 
 class BitlinearCase:
+    """A single-bitlinear case; its tensors are the same in v1 and v2."""
+
     kind = "bitlinear"
 
-    def __init__(self, name, seed, builder, description):
+    def __init__(self, name, seed, builder, description, version=2):
         self.name, self.seed, self.builder, self.description = name, seed, builder, description
+        self.version = version
 
 
 def random_bitlinear(N, n_in, n_out):
@@ -112,7 +120,8 @@ CASES = [
         "model-mha-tied-L1-hd16-V251-T13", 101,
         hf_config(H=64, I=128, L=1, nh=4, nkv=4, V=251, tied=True, rope_theta=10000.0, rms_norm_eps=1e-6),
         B=1, T=13,
-        description="MHA (4 heads, 4 KV heads), tied lm_head, 1 layer, odd vocab and T, rope_theta 1e4, eps 1e-6, B=1"),
+        description="MHA (4 heads, 4 KV heads), tied lm_head, 1 layer, odd vocab and T, rope_theta 1e4, eps 1e-6, B=1",
+        version=1),  # kept in format v1 (byte-identical to the v1 generator's file) so v1 stays tested
     ModelCase(
         "model-gqa-untied-L2-hd32-V331-T17", 102,
         hf_config(H=64, I=160, L=2, nh=4, nkv=2, V=331, tied=False, head_dim=32),
@@ -170,7 +179,7 @@ def build_model_inputs(case):
     """Returns (cfg, params, input_ids) for a model case, in float32."""
     g = torch.Generator().manual_seed(case.seed)
     cfg = bitnet_ref.Config(case.config)
-    params = bitnet_ref.init_params(cfg, g, std=case.config["initializer_range"])
+    params = bitnet_ref.init_params(cfg, g, std=case.config["initializer_range"], norm_std=case.norm_std)
     ids = torch.randint(0, cfg.vocab_size, (case.B, case.T), generator=g, dtype=torch.int64)
     # The largest id is both looked up and a loss target.
     ids[0, -2] = cfg.vocab_size - 1

@@ -15,9 +15,11 @@ against that file's tensors.
 
 import argparse
 import json
+import os
 import sys
 
 sys.dont_write_bytecode = True
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread, as generate.py
 
 import torch  # noqa: E402
 
