@@ -24,10 +24,29 @@ var bugQuirks = map[string]func(*quirks){
 	"attn-scale-1-over-hd": func(q *quirks) { q.attnScaleOneOverHD = true },
 	"no-ste":               func(q *quirks) { q.noSTE = true },
 	"tied-grad-one-path":   func(q *quirks) { q.tiedGradOnePath = true },
+
+	"act-quant-per-tensor":     func(q *quirks) { q.actQuantPerTensor = true },
+	"weight-grad-latent-x":     func(q *quirks) { q.weightGradLatentX = true },
+	"input-grad-latent-w":      func(q *quirks) { q.inputGradLatentW = true },
+	"no-attn-residual":         func(q *quirks) { q.noAttnResidual = true },
+	"mlp-residual-from-input":  func(q *quirks) { q.mlpResidualFromInput = true },
+	"no-residual-grad":         func(q *quirks) { q.noResidualGrad = true },
+	"norm-grad-no-mean-term":   func(q *quirks) { q.normGradNoMeanTerm = true },
+	"norm-weight-grad-no-rstd": func(q *quirks) { q.normWeightGradNoRstd = true },
+	"softmax-grad-no-sum":      func(q *quirks) { q.softmaxGradNoSum = true },
+	"gqa-grad-first-head":      func(q *quirks) { q.gqaGradFirstHead = true },
+	"rope-grad-same-angle":     func(q *quirks) { q.ropeGradSameAngle = true },
+	"relu2-grad-no-factor-2":   func(q *quirks) { q.reluSqGradNoFactor2 = true },
+	"embedding-scaled":         func(q *quirks) { q.embeddingScaled = true },
+	"embedding-grad-assign":    func(q *quirks) { q.embeddingGradAssign = true },
+	"no-head-input-grad":       func(q *quirks) { q.noHeadInputGrad = true },
+	"loss-no-shift":            func(q *quirks) { q.lossNoShift = true },
+	"loss-grad-sum":            func(q *quirks) { q.lossGradSum = true },
 }
 
 // bitLinearBugs are the bugs a single BitLinear can show.
-var bitLinearBugs = map[string]bool{"round-half-away": true, "max-weight-scale": true, "no-ste": true}
+var bitLinearBugs = map[string]bool{"round-half-away": true, "max-weight-scale": true, "no-ste": true,
+	"act-quant-per-tensor": true, "weight-grad-latent-x": true, "input-grad-latent-w": true}
 
 // Bugs lists every bug name InjectBug accepts, sorted.
 func Bugs() []string {
@@ -47,7 +66,7 @@ func InjectBug(m *Model, bug string) error {
 		return fmt.Errorf("unknown bug %q (known: %v)", bug, Bugs())
 	}
 	set(&m.quirks)
-	if bug == "no-ste" {
+	if bug == "no-ste" || bug == "weight-grad-latent-x" || bug == "input-grad-latent-w" {
 		// the integer kernels have no variation point; force the float path
 		m.quirks.forceFloat = true
 	}
@@ -56,7 +75,7 @@ func InjectBug(m *Model, bug string) error {
 
 func bitLinearQuirks(bug string) (*quirks, error) {
 	if !bitLinearBugs[bug] {
-		return nil, fmt.Errorf("bug %q does not apply to a single BitLinear (these do: round-half-away, max-weight-scale, no-ste)", bug)
+		return nil, fmt.Errorf("bug %q does not apply to a single BitLinear", bug)
 	}
 	q := &quirks{}
 	bugQuirks[bug](q)

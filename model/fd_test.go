@@ -93,7 +93,7 @@ func (f *float64Net) loss(b Batch) float64 {
 	if err != nil {
 		panic(err)
 	}
-	return crossEntropyForward[float64](nil, r.logits, b.IDs, b.B, b.T, int(f.cfg.VocabSize))
+	return crossEntropyForward[float64](nil, r.logits, b.IDs, b.B, b.T, int(f.cfg.VocabSize), &quirks{})
 }
 
 // fdCompare checks analytic against central differences of loss over the
@@ -218,7 +218,7 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		out, rstd := make([]float64, N*C), make([]float64, N)
 		rmsNormForward(out, rstd, x, w, N, C, 1e-5, q)
 		gx, gw := make([]float64, N*C), make([]float64, C)
-		rmsNormBackward(gx, gw, r, x, w, rstd, N, C)
+		rmsNormBackward(gx, gw, r, x, w, rstd, N, C, &quirks{})
 		fdCompare(t, "x", x, gx, f)
 		fdCompare(t, "w", w, gw, f)
 	})
@@ -288,20 +288,20 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		table, w := c.rand(V*H), c.rand(V*H)
 		f := func() float64 {
 			x := make([]float64, B*T*H)
-			embeddingForward(x, denseMatrix[float64]{table, H}, ids, H)
+			embeddingForward(x, denseMatrix[float64]{table, H}, ids, H, &quirks{})
 			logits := make([]float64, B*T*V)
 			headForward(logits, x, denseMatrix[float64]{w, H}, B*T, V, H, q)
-			return crossEntropyForward[float64](nil, logits, ids, B, T, V)
+			return crossEntropyForward[float64](nil, logits, ids, B, T, V, &quirks{})
 		}
 		x := make([]float64, B*T*H)
-		embeddingForward(x, denseMatrix[float64]{table, H}, ids, H)
+		embeddingForward(x, denseMatrix[float64]{table, H}, ids, H, &quirks{})
 		logits := make([]float64, B*T*V)
 		headForward(logits, x, denseMatrix[float64]{w, H}, B*T, V, H, q)
 		gl := make([]float64, B*T*V)
-		crossEntropyForward(gl, logits, ids, B, T, V)
+		crossEntropyForward(gl, logits, ids, B, T, V, &quirks{})
 		gx, gw, gt := make([]float64, B*T*H), make([]float64, V*H), make([]float64, V*H)
-		headBackward(gx, gw, gl, x, denseMatrix[float64]{w, H}, B*T, V, H)
-		embeddingBackward(gt, gx, ids, H)
+		headBackward(gx, gw, gl, x, denseMatrix[float64]{w, H}, B*T, V, H, &quirks{})
+		embeddingBackward(gt, gx, ids, H, &quirks{})
 		fdCompare(t, "head", w, gw, f)
 		fdCompare(t, "table", table, gt, f)
 	})

@@ -44,6 +44,10 @@ type ForwardOptions struct {
 	// layer in Output.Hidden.
 	Trace   bool
 	Compute Compute
+	// Jitter, when non-zero, seeds an alternative correct run for spread
+	// measurement: every quantizer input is multiplied by (1+ε), ε uniform
+	// in ±2^-21. It runs the float path (or float64 with ComputeFloat64).
+	Jitter uint64
 }
 
 // Output is the result of Forward.
@@ -72,12 +76,20 @@ func (m *Model) checkBatch(b Batch) error {
 	return nil
 }
 
+// callQuirks is the model's quirks with the jitter seed of one call.
+func (m *Model) callQuirks(jitter uint64) *quirks {
+	q := m.quirks
+	q.jitter = jitter
+	return &q
+}
+
 // network builds the float32 network over the model's parameters.
-func (m *Model) network(B, T int, compute Compute) (*network[float32], error) {
+func (m *Model) network(B, T int, compute Compute, jitter uint64) (*network[float32], error) {
 	if err := checkCompute(compute); err != nil {
 		return nil, err
 	}
-	if m.quirks.forcesFloat() {
+	q := m.callQuirks(jitter)
+	if q.forcesFloat() {
 		compute = ComputeFloat
 	}
 	if compute == ComputeKernels {
@@ -97,10 +109,10 @@ func (m *Model) network(B, T int, compute Compute) (*network[float32], error) {
 		head:      head,
 		tied:      m.cfg.TieWordEmbeddings,
 		finalNorm: m.byName["model.norm.weight"].Float32(),
-		layer:     func(i int) (*layerWeights[float32], error) { return m.layerWeights(i, compute, scratch) },
+		layer:     func(i int) (*layerWeights[float32], error) { return m.layerWeights(i, compute, scratch, q) },
 		layers:    int(m.cfg.NumHiddenLayers),
 		names:     layerName,
-		q:         &m.quirks,
+		q:         q,
 	}, nil
 }
 
@@ -146,7 +158,8 @@ func narrowed(src []float64) []float32 {
 
 // network64 builds the float64 network (ComputeFloat64) over the model's
 // parameters, widening each layer's weights when it runs.
-func (m *Model) network64(B, T int) *network[float64] {
+func (m *Model) network64(B, T int, jitter uint64) *network[float64] {
+	q := m.callQuirks(jitter)
 	embed := m.byName["model.embed_tokens.weight"]
 	head := embed
 	if !m.cfg.TieWordEmbeddings {
@@ -158,16 +171,16 @@ func (m *Model) network64(B, T int) *network[float64] {
 		head:      float64Param{head},
 		tied:      m.cfg.TieWordEmbeddings,
 		finalNorm: widened(m.byName["model.norm.weight"].Float32()),
-		layer:     m.layerWeights64,
+		layer:     func(i int) (*layerWeights[float64], error) { return m.layerWeights64(i, q) },
 		layers:    int(m.cfg.NumHiddenLayers),
 		names:     layerName,
-		q:         &m.quirks,
+		q:         q,
 	}
 }
 
 // layerWeights64 widens layer i's weights to float64. Offline linears keep
 // their ternary values and scale; online ones are quantized in float64.
-func (m *Model) layerWeights64(i int) (*layerWeights[float64], error) {
+func (m *Model) layerWeights64(i int, q *quirks) (*layerWeights[float64], error) {
 	if i < 0 || int64(i) >= m.cfg.NumHiddenLayers {
 		return nil, fmt.Errorf("layer: index %d outside [0, %d)", i, m.cfg.NumHiddenLayers)
 	}
@@ -189,17 +202,17 @@ func (m *Model) layerWeights64(i int) (*layerWeights[float64], error) {
 					wq[j] = float64(v) / float64(tw.scale)
 				}
 			}
-			w.linears[slot] = &floatLinear[float64]{out: out, in: in, wq: wq, q: &m.quirks}
+			w.linears[slot] = &floatLinear[float64]{out: out, in: in, wq: wq, q: q}
 			continue
 		}
-		w.linears[slot] = newFloatLinear(widened(p.Float32()), out, in, &m.quirks)
+		w.linears[slot] = newFloatLinear(widened(p.Float32()), out, in, q)
 	}
 	return w, nil
 }
 
 // layerWeights prepares layer i's weights for the given compute path.
 // scratch is the network's working memory for kernel linears.
-func (m *Model) layerWeights(i int, compute Compute, scratch *linearScratch) (*layerWeights[float32], error) {
+func (m *Model) layerWeights(i int, compute Compute, scratch *linearScratch, q *quirks) (*layerWeights[float32], error) {
 	if i < 0 || int64(i) >= m.cfg.NumHiddenLayers {
 		return nil, fmt.Errorf("layer: index %d outside [0, %d)", i, m.cfg.NumHiddenLayers)
 	}
@@ -212,16 +225,16 @@ func (m *Model) layerWeights(i int, compute Compute, scratch *linearScratch) (*l
 		}
 		out, in := p.shape[0], p.shape[1]
 		switch {
-		case compute == ComputeKernels && !m.quirks.forcesFloat():
+		case compute == ComputeKernels && !q.forcesFloat():
 			tw, err := p.ternary()
 			if err != nil {
 				return nil, err
 			}
 			w.linears[slot] = kernelLinear{w: tw, s: scratch}
 		case p.offline():
-			w.linears[slot] = &floatLinear[float32]{out: out, in: in, wq: p.tern.dequantized(), q: &m.quirks}
+			w.linears[slot] = &floatLinear[float32]{out: out, in: in, wq: p.tern.dequantized(), q: q}
 		default:
-			w.linears[slot] = newFloatLinear(p.Float32(), out, in, &m.quirks)
+			w.linears[slot] = newFloatLinear(p.Float32(), out, in, q)
 		}
 	}
 	return w, nil
@@ -238,7 +251,7 @@ func (m *Model) Forward(b Batch, opts ForwardOptions) (*Output, error) {
 	}
 	H, V := int(m.cfg.HiddenSize), int(m.cfg.VocabSize)
 	if opts.Compute == ComputeFloat64 {
-		r, err := m.network64(b.B, b.T).forward(b.IDs, false)
+		r, err := m.network64(b.B, b.T, opts.Jitter).forward(b.IDs, false)
 		if err != nil {
 			return nil, err
 		}
@@ -253,7 +266,7 @@ func (m *Model) Forward(b Batch, opts ForwardOptions) (*Output, error) {
 		}
 		return out, nil
 	}
-	net, err := m.network(b.B, b.T, opts.Compute)
+	net, err := m.network(b.B, b.T, opts.Compute, opts.Jitter)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +293,7 @@ func (m *Model) Embed(b Batch) (*Tensor, error) {
 	}
 	H := int(m.cfg.HiddenSize)
 	x := make([]float32, b.B*b.T*H)
-	embeddingForward[float32](x, m.byName["model.embed_tokens.weight"], b.IDs, H)
+	embeddingForward[float32](x, m.byName["model.embed_tokens.weight"], b.IDs, H, &m.quirks)
 	return toTensor(x, b.B, b.T, H), nil
 }
 
@@ -310,16 +323,16 @@ func (m *Model) Layer(i int, x *Tensor, compute Compute) (*Tensor, error) {
 		return nil, fmt.Errorf("layer: index %d outside [0, %d)", i, m.cfg.NumHiddenLayers)
 	}
 	if compute == ComputeFloat64 {
-		net := m.network64(B, T)
+		net := m.network64(B, T, 0)
 		w, err := net.layer(i)
 		if err != nil {
 			return nil, err
 		}
 		out := make([]float64, len(x.Data))
-		layerForward(out, widened(x.Data), w, net.d, newRopeTable[float64](T, net.d.hd, net.d.theta), net.q, &bufferPool[float64]{})
+		layerForward(out, widened(x.Data), w, net.d, newRopeTable[float64](T, net.d.hd, net.d.theta), net.q, &bufferPool[float64]{}, layerTap[float64]{})
 		return toTensor(narrowed(out), x.Shape...), nil
 	}
-	net, err := m.network(B, T, compute)
+	net, err := m.network(B, T, compute, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +341,7 @@ func (m *Model) Layer(i int, x *Tensor, compute Compute) (*Tensor, error) {
 		return nil, err
 	}
 	out := make([]float32, len(x.Data))
-	layerForward(out, x.Data, w, net.d, newRopeTable[float32](T, net.d.hd, net.d.theta), net.q, &bufferPool[float32]{})
+	layerForward(out, x.Data, w, net.d, newRopeTable[float32](T, net.d.hd, net.d.theta), net.q, &bufferPool[float32]{}, layerTap[float32]{})
 	return toTensor(out, x.Shape...), nil
 }
 
@@ -350,7 +363,7 @@ func (m *Model) Head(x *Tensor) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	net, err := m.network(B, T, ComputeFloat)
+	net, err := m.network(B, T, ComputeFloat, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +392,7 @@ func CrossEntropy(logits *Tensor, b Batch) (float64, error) {
 			return 0, fmt.Errorf("input_ids[%d,%d] = %d: outside vocab [0, %d)", i/b.T, i%b.T, id, V)
 		}
 	}
-	loss := crossEntropyForward[float32](nil, logits.Data, b.IDs, b.B, b.T, V)
+	loss := crossEntropyForward[float32](nil, logits.Data, b.IDs, b.B, b.T, V, &quirks{})
 	if math.IsNaN(loss) {
 		return 0, fmt.Errorf("logits: cross-entropy is NaN (non-finite logits)")
 	}
@@ -398,6 +411,8 @@ type GradOptions struct {
 	// ComputeKernels by default. The backward pass runs in float32, or in
 	// float64 with ComputeFloat64.
 	Compute Compute
+	// Jitter seeds an alternative correct run, as ForwardOptions.Jitter.
+	Jitter uint64
 }
 
 // GradResult is the result of Gradients.
@@ -431,7 +446,7 @@ func (m *Model) Gradients(b Batch, opts GradOptions) (*GradResult, error) {
 	var err error
 	if opts.Compute == ComputeFloat64 {
 		var buf []float32
-		res.Loss, err = m.network64(b.B, b.T).gradients(b.IDs, func(name string, grad []float64) {
+		res.Loss, err = m.network64(b.B, b.T, opts.Jitter).gradients(b.IDs, func(name string, grad []float64) {
 			buf = scratch(buf, len(grad))
 			for i, v := range grad {
 				buf[i] = float32(v)
@@ -440,7 +455,7 @@ func (m *Model) Gradients(b Batch, opts GradOptions) (*GradResult, error) {
 		})
 	} else {
 		var net *network[float32]
-		if net, err = m.network(b.B, b.T, opts.Compute); err == nil {
+		if net, err = m.network(b.B, b.T, opts.Compute, opts.Jitter); err == nil {
 			res.Loss, err = net.gradients(b.IDs, visit)
 		}
 	}

@@ -94,7 +94,9 @@ func (c *layerCache[F]) buffers() [][]F {
 //
 // with xn = input_layernorm(x) and yn = post_attention_layernorm(h). It
 // returns the activations the backward pass needs, in buffers from pool.
-func layerForward[F float](out, x []F, w *layerWeights[F], d dims, rt ropeTable[F], q *quirks, pool *bufferPool[F]) *layerCache[F] {
+//
+// tap sees each trace point as soon as it is computed (teacher.go).
+func layerForward[F float](out, x []F, w *layerWeights[F], d dims, rt ropeTable[F], q *quirks, pool *bufferPool[F], tap layerTap[F]) *layerCache[F] {
 	N, H, I, Q, KV := d.N(), d.H, d.I, d.Q(), d.KV()
 	g := pool.get
 	c := &layerCache[F]{
@@ -108,35 +110,54 @@ func layerForward[F float](out, x []F, w *layerWeights[F], d dims, rt ropeTable[
 	defer pool.put(branch)
 	// attention block
 	rmsNormForward(c.xn, c.rstd1, x, w.norms[slotInputNorm], N, H, d.eps, q)
+	tap.forward("attn_norm", c.xn)
 	forwardShared([]linearOp[F]{w.linears[slotQ], w.linears[slotK], w.linears[slotV]}, [][]F{c.q, c.k, c.v}, c.xn, N)
+	tap.forward("q", c.q)
+	tap.forward("k", c.k)
+	tap.forward("v", c.v)
 	ropeForward(c.q, rt, d.B, d.T, d.nh, q)
 	ropeForward(c.k, rt, d.B, d.T, d.nkv, q)
 	attentionForward(c.attn, c.att, c.q, c.k, c.v, d.attn(), q)
+	tap.forward("attn", c.attn)
 	if q.noAttnSubNorm {
 		copy(c.attnNormed, c.attn)
 	} else {
 		rmsNormForward(c.attnNormed, c.rstdA, c.attn, w.norms[slotAttnSubNorm], N, Q, d.eps, q)
 	}
+	tap.forward("attn_sub_norm", c.attnNormed)
 	w.linears[slotO].forward(branch, c.attnNormed, N)
-	residualForward(c.h, x, branch)
+	tap.forward("o", branch)
+	residualForward(c.h, x, branch, q.noAttnResidual)
+	tap.forward("h", c.h)
 	// MLP block
 	rmsNormForward(c.yn, c.rstd2, c.h, w.norms[slotPostNorm], N, H, d.eps, q)
+	tap.forward("ffn_norm", c.yn)
 	forwardShared([]linearOp[F]{w.linears[slotGate], w.linears[slotUp]}, [][]F{c.gate, c.up}, c.yn, N)
+	tap.forward("gate", c.gate)
+	tap.forward("up", c.up)
 	gluForward(c.glu, c.gate, c.up, q)
+	tap.forward("act", c.glu)
 	if q.noFFNSubNorm {
 		copy(c.gluNormed, c.glu)
 	} else {
 		rmsNormForward(c.gluNormed, c.rstdF, c.glu, w.norms[slotFFNSubNorm], N, I, d.eps, q)
 	}
+	tap.forward("ffn_sub_norm", c.gluNormed)
 	w.linears[slotDown].forward(branch, c.gluNormed, N)
-	residualForward(out, c.h, branch)
+	tap.forward("down", branch)
+	if q.mlpResidualFromInput {
+		residualForward(out, x, branch, false)
+	} else {
+		residualForward(out, c.h, branch, false)
+	}
 	return c
 }
 
 // layerBackward is layerForward's backward pass: gradX[N,H] (overwritten)
 // from gradOut[N,H]. grads[slot] receive the weight gradients: linear slots
 // are overwritten, norm slots must be zeroed by the caller (they accumulate).
-func layerBackward[F float](gradX, gradOut []F, w *layerWeights[F], c *layerCache[F], grads *[slotsPerLayer][]F, d dims, rt ropeTable[F], q *quirks, pool *bufferPool[F]) {
+// tap sees the gradient of each trace point once it is complete.
+func layerBackward[F float](gradX, gradOut []F, w *layerWeights[F], c *layerCache[F], grads *[slotsPerLayer][]F, d dims, rt ropeTable[F], q *quirks, pool *bufferPool[F], tap layerTap[F]) {
 	N, H, I, Q, KV := d.N(), d.H, d.I, d.Q(), d.KV()
 	var temps [][]F
 	temp := func(n int) []F {
@@ -150,35 +171,51 @@ func layerBackward[F float](gradX, gradOut []F, w *layerWeights[F], c *layerCach
 	copy(gradH, gradOut)
 	gradGluNormed := temp(N * I)
 	w.linears[slotDown].backward(gradGluNormed, grads[slotDown], c.gluNormed, gradOut, N)
+	tap.backward("ffn_sub_norm", gradGluNormed)
 	gradGlu := gradGluNormed
 	if !q.noFFNSubNorm {
 		gradGlu = temp(N * I)
-		rmsNormBackward(gradGlu, grads[slotFFNSubNorm], gradGluNormed, c.glu, w.norms[slotFFNSubNorm], c.rstdF, N, I)
+		rmsNormBackward(gradGlu, grads[slotFFNSubNorm], gradGluNormed, c.glu, w.norms[slotFFNSubNorm], c.rstdF, N, I, q)
 	}
+	tap.backward("act", gradGlu)
 	gradGate, gradUp := temp(N*I), temp(N*I)
 	gluBackward(gradGate, gradUp, gradGlu, c.gate, c.up, q)
+	tap.backward("gate", gradGate)
+	tap.backward("up", gradUp)
 	gradYn := temp(N * H)
 	w.linears[slotGate].backward(gradYn, grads[slotGate], c.yn, gradGate, N)
 	w.linears[slotUp].backward(gradYn, grads[slotUp], c.yn, gradUp, N)
-	rmsNormBackward(gradH, grads[slotPostNorm], gradYn, c.h, w.norms[slotPostNorm], c.rstd2, N, H)
+	tap.backward("ffn_norm", gradYn)
+	rmsNormBackward(gradH, grads[slotPostNorm], gradYn, c.h, w.norms[slotPostNorm], c.rstd2, N, H, q)
+	tap.backward("h", gradH)
 	// attention block: h = x + o(...), so gradX starts as gradH.
-	copy(gradX, gradH)
+	if q.noResidualGrad {
+		clear(gradX)
+	} else {
+		copy(gradX, gradH)
+	}
 	gradAttnNormed := temp(N * Q)
 	w.linears[slotO].backward(gradAttnNormed, grads[slotO], c.attnNormed, gradH, N)
+	tap.backward("attn_sub_norm", gradAttnNormed)
 	gradAttn := gradAttnNormed
 	if !q.noAttnSubNorm {
 		gradAttn = temp(N * Q)
-		rmsNormBackward(gradAttn, grads[slotAttnSubNorm], gradAttnNormed, c.attn, w.norms[slotAttnSubNorm], c.rstdA, N, Q)
+		rmsNormBackward(gradAttn, grads[slotAttnSubNorm], gradAttnNormed, c.attn, w.norms[slotAttnSubNorm], c.rstdA, N, Q, q)
 	}
+	tap.backward("attn", gradAttn)
 	gradQ, gradK, gradV := temp(N*Q), temp(N*KV), temp(N*KV)
 	attentionBackward(gradQ, gradK, gradV, gradAttn, c.att, c.q, c.k, c.v, d.attn(), q)
 	ropeBackward(gradQ, rt, d.B, d.T, d.nh, q)
 	ropeBackward(gradK, rt, d.B, d.T, d.nkv, q)
+	tap.backward("q", gradQ)
+	tap.backward("k", gradK)
+	tap.backward("v", gradV)
 	gradXn := temp(N * H)
 	w.linears[slotQ].backward(gradXn, grads[slotQ], c.xn, gradQ, N)
 	w.linears[slotK].backward(gradXn, grads[slotK], c.xn, gradK, N)
 	w.linears[slotV].backward(gradXn, grads[slotV], c.xn, gradV, N)
-	rmsNormBackward(gradX, grads[slotInputNorm], gradXn, c.x, w.norms[slotInputNorm], c.rstd1, N, H)
+	tap.backward("attn_norm", gradXn)
+	rmsNormBackward(gradX, grads[slotInputNorm], gradXn, c.x, w.norms[slotInputNorm], c.rstd1, N, H, q)
 }
 
 // zeroed allocates n zeros for use as an accumulation target. The explicit
@@ -251,7 +288,10 @@ func headForward[F float](logits, x []F, w matrix[F], N, V, H int, q *quirks) {
 // (overwritten, so that a fresh multi-gigabyte buffer is never read before
 // it is written: reading untouched pages maps the shared zero page, and the
 // copy-on-write faults that follow cost more than the product).
-func headBackward[F float](gradX, gradW, gradLogits, x []F, w matrix[F], N, V, H int) {
+func headBackward[F float](gradX, gradW, gradLogits, x []F, w matrix[F], N, V, H int, q *quirks) {
+	if q.noHeadInputGrad {
+		gradX = make([]F, len(gradX)) // computed, then dropped
+	}
 	if wd := w.dense(); wd != nil {
 		matmulNN(gradX, gradLogits, wd, N, H, V, true)
 		matmulTN(gradW, gradLogits, x, V, H, N, false)
@@ -282,6 +322,8 @@ type network[F float] struct {
 	layers int
 	names  func(i, slot int) string
 	q      *quirks
+	// teacher, when set, feeds every op golden inputs (teacher.go).
+	teacher *teacher[F]
 }
 
 // forwardResult holds the outputs and, for backward, the saved activations.
@@ -300,7 +342,8 @@ func (net *network[F]) forward(ids []int32, keep bool) (*forwardResult[F], error
 	N, H := d.N(), d.H
 	r := &forwardResult[F]{rt: newRopeTable[F](d.T, d.hd, d.theta), pool: &bufferPool[F]{}}
 	x := make([]F, N*H)
-	embeddingForward(x, net.embed, ids, H)
+	embeddingForward(x, net.embed, ids, H, net.q)
+	net.teacher.tap("hidden.0", x)
 	r.hidden = append(r.hidden, x)
 	for i := 0; i < net.layers; i++ {
 		w, err := net.layer(i)
@@ -308,7 +351,8 @@ func (net *network[F]) forward(ids []int32, keep bool) (*forwardResult[F], error
 			return nil, err
 		}
 		out := make([]F, N*H)
-		c := layerForward(out, x, w, d, r.rt, net.q, r.pool)
+		c := layerForward(out, x, w, d, r.rt, net.q, r.pool, layerTap[F]{net.teacher, i})
+		net.teacher.tap(fmt.Sprintf("hidden.%d", i+1), out)
 		if keep {
 			r.caches = append(r.caches, c)
 		} else {
@@ -319,8 +363,10 @@ func (net *network[F]) forward(ids []int32, keep bool) (*forwardResult[F], error
 	}
 	r.finalNorm, r.rstdFinal = make([]F, N*H), make([]F, N)
 	rmsNormForward(r.finalNorm, r.rstdFinal, x, net.finalNorm, N, H, d.eps, net.q)
+	net.teacher.tap("final_norm", r.finalNorm)
 	r.logits = make([]F, N*d.V)
 	headForward(r.logits, r.finalNorm, net.head, N, d.V, H, net.q)
+	net.teacher.tap("logits", r.logits)
 	return r, nil
 }
 
@@ -334,7 +380,8 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 		return 0, err
 	}
 	gradLogits := make([]F, N*V)
-	loss := crossEntropyForward(gradLogits, r.logits, ids, d.B, d.T, V)
+	loss := crossEntropyForward(gradLogits, r.logits, ids, d.B, d.T, V, net.q)
+	net.teacher.tap("grad.logits", gradLogits)
 
 	// headBackward overwrites gradHead; for a tied model the lookup path
 	// then adds into the same buffer.
@@ -344,13 +391,15 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 		gradEmbed = zeroed[F](V * H)
 	}
 	gradFinal := zeroed[F](N * H)
-	headBackward(gradFinal, gradHead, gradLogits, r.finalNorm, net.head, N, V, H)
+	headBackward(gradFinal, gradHead, gradLogits, r.finalNorm, net.head, N, V, H, net.q)
+	net.teacher.tap("grad.final_norm", gradFinal)
 	if !net.tied {
 		visit("lm_head.weight", gradHead)
 	}
 	gradX := make([]F, N*H)
 	gradNorm := zeroed[F](H)
-	rmsNormBackward(gradX, gradNorm, gradFinal, r.hidden[net.layers], net.finalNorm, r.rstdFinal, N, H)
+	rmsNormBackward(gradX, gradNorm, gradFinal, r.hidden[net.layers], net.finalNorm, r.rstdFinal, N, H, net.q)
+	net.teacher.tap(fmt.Sprintf("grad.hidden.%d", net.layers), gradX)
 	visit("model.norm.weight", gradNorm)
 
 	var grads [slotsPerLayer][]F
@@ -373,7 +422,8 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 				clear(grads[slot]) // norm gradients accumulate; linear ones are overwritten
 			}
 		}
-		layerBackward(gradIn, gradX, w, r.caches[i], &grads, d, r.rt, net.q, r.pool)
+		layerBackward(gradIn, gradX, w, r.caches[i], &grads, d, r.rt, net.q, r.pool, layerTap[F]{net.teacher, i})
+		net.teacher.tap(fmt.Sprintf("grad.hidden.%d", i), gradIn)
 		r.pool.put(r.caches[i].buffers()...)
 		r.caches[i] = nil
 		for slot := range grads {
@@ -381,7 +431,7 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 		}
 		gradX, gradIn = gradIn, gradX
 	}
-	embeddingBackward(gradEmbed, gradX, ids, H)
+	embeddingBackward(gradEmbed, gradX, ids, H, net.q)
 	visit("model.embed_tokens.weight", gradEmbed)
 	return loss, nil
 }

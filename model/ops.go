@@ -118,18 +118,28 @@ func matmulTN[F float](c, a, b []F, m, n, k int, accumulate bool) {
 // embedding
 
 // embeddingForward: out[N,H] = table[ids[n], :]. table is [V,H].
-func embeddingForward[F float](out []F, table matrix[F], ids []int32, H int) {
+func embeddingForward[F float](out []F, table matrix[F], ids []int32, H int, q *quirks) {
 	for n, id := range ids {
 		table.rowsInto(out[n*H:(n+1)*H], int(id), int(id)+1)
+	}
+	if q.embeddingScaled {
+		scale := F(math.Sqrt(float64(H)))
+		for i := range out[:len(ids)*H] {
+			out[i] *= scale
+		}
 	}
 }
 
 // embeddingBackward: gradTable[ids[n], :] += gradOut[n, :], in token order.
-func embeddingBackward[F float](gradTable, gradOut []F, ids []int32, H int) {
+func embeddingBackward[F float](gradTable, gradOut []F, ids []int32, H int, q *quirks) {
 	for n, id := range ids {
 		dst := gradTable[int(id)*H : int(id)*H+H]
 		for j, g := range gradOut[n*H : n*H+H] {
-			dst[j] += g
+			if q.embeddingGradAssign {
+				dst[j] = g
+			} else {
+				dst[j] += g
+			}
 		}
 	}
 }
@@ -170,7 +180,7 @@ func rmsNormForward[F float](out, rstd, x, w []F, N, C int, eps float64, q *quir
 //
 //	gradX_j += r·w_j·g_j − r³/C · x_j · Σ_i g_i·w_i·x_i
 //	gradW_j += Σ_n g_j·x_j·r
-func rmsNormBackward[F float](gradX, gradW, gradOut, x, w, rstd []F, N, C int) {
+func rmsNormBackward[F float](gradX, gradW, gradOut, x, w, rstd []F, N, C int, q *quirks) {
 	parallelFor(N, 4*C, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			xn, gn, dx := x[n*C:n*C+C], gradOut[n*C:n*C+C], gradX[n*C:n*C+C]
@@ -180,6 +190,9 @@ func rmsNormBackward[F float](gradX, gradW, gradOut, x, w, rstd []F, N, C int) {
 				dot += gn[j] * w[j] * xn[j]
 			}
 			c := r * r * r / F(C) * dot
+			if q.normGradNoMeanTerm {
+				c = 0
+			}
 			for j := range xn {
 				dx[j] += r*w[j]*gn[j] - c*xn[j]
 			}
@@ -188,6 +201,9 @@ func rmsNormBackward[F float](gradX, gradW, gradOut, x, w, rstd []F, N, C int) {
 	parallelFor(C, 2*N, func(lo, hi int) {
 		for n := 0; n < N; n++ {
 			r := rstd[n]
+			if q.normWeightGradNoRstd {
+				r = 1
+			}
 			for j := lo; j < hi; j++ {
 				gradW[j] += gradOut[n*C+j] * x[n*C+j] * r
 			}
@@ -246,7 +262,7 @@ func ropeForward[F float](x []F, rt ropeTable[F], B, T, heads int, q *quirks) {
 // ropeBackward: the rotation is orthogonal, so gradX = R(−angle)·gradOut,
 // applied in place to grad.
 func ropeBackward[F float](grad []F, rt ropeTable[F], B, T, heads int, q *quirks) {
-	ropeApply(grad, rt, B, T, heads, true, q)
+	ropeApply(grad, rt, B, T, heads, !q.ropeGradSameAngle, q)
 }
 
 func ropeApply[F float](x []F, rt ropeTable[F], B, T, heads int, inverse bool, q *quirks) {
@@ -395,6 +411,7 @@ func attentionBackward[F float](gradQ, gradK, gradV, gradOut, att, q, k, v []F, 
 				if s.kvHead(h, qk) != kvh {
 					continue
 				}
+				firstOfGroup := h == 0 || s.kvHead(h-1, qk) != kvh
 				bh := b*nh + h
 				p := att[bh*T*T : (bh+1)*T*T]
 				headRows(qh, q, b, h, T, nh, hd)
@@ -406,12 +423,18 @@ func attentionBackward[F float](gradQ, gradK, gradV, gradOut, att, q, k, v []F, 
 					for u := range pr {
 						sum += pr[u] * dr[u]
 					}
+					if qk.softmaxGradNoSum {
+						sum = 0
+					}
 					for u := range pr {
 						dr[u] = pr[u] * (dr[u] - sum) * scale
 					}
 				}
 				matmulNN(gq, dp, kh, T, hd, T, false)
 				addHeadRows(gradQ, gq, b, h, T, nh, hd)
+				if qk.gqaGradFirstHead && !firstOfGroup {
+					continue
+				}
 				matmulTN(gk, dp, qh, T, hd, T, true)
 				matmulTN(gv, p, gh, T, hd, T, true)
 			}
@@ -452,7 +475,11 @@ func gluBackward[F float](gradGate, gradUp, gradOut, gate, up []F, q *quirks) {
 				continue
 			}
 			if g > 0 {
-				gradGate[i] += 2 * g * up[i] * d
+				if q.reluSqGradNoFactor2 {
+					gradGate[i] += g * up[i] * d
+				} else {
+					gradGate[i] += 2 * g * up[i] * d
+				}
 				gradUp[i] += g * g * d
 			}
 		}
@@ -462,8 +489,12 @@ func gluBackward[F float](gradGate, gradUp, gradOut, gate, up []F, q *quirks) {
 // ----------------------------------------------------------------------------
 // residual
 
-// residualForward: out = a + b.
-func residualForward[F float](out, a, b []F) {
+// residualForward: out = a + b (out = b alone with dropA, a wrong variant).
+func residualForward[F float](out, a, b []F, dropA bool) {
+	if dropA {
+		copy(out, b)
+		return
+	}
 	for i := range out {
 		out[i] = a[i] + b[i]
 	}
@@ -478,8 +509,13 @@ func residualForward[F float](out, a, b []F) {
 // crossEntropyForward returns mean_{b,t<T-1} −log softmax(logits[b,t])[ids[b,t+1]]
 // computed in float64. If gradLogits is not nil it receives d loss / d logits
 // (overwritten; zero at the last position of each row).
-func crossEntropyForward[F float](gradLogits, logits []F, ids []int32, B, T, V int) float64 {
+//
+// With q.lossNoShift (a wrong variant) position t is scored against ids[t].
+func crossEntropyForward[F float](gradLogits, logits []F, ids []int32, B, T, V int, q *quirks) float64 {
 	count := B * (T - 1)
+	if q.lossNoShift {
+		count = B * T
+	}
 	losses := make([]float64, B*T)
 	parallelFor(B*T, 3*V, func(lo, hi int) {
 		for bt := lo; bt < hi; bt++ {
@@ -489,11 +525,14 @@ func crossEntropyForward[F float](gradLogits, logits []F, ids []int32, B, T, V i
 				g = gradLogits[bt*V : bt*V+V]
 				clear(g)
 			}
-			if t == T-1 {
+			if t == T-1 && !q.lossNoShift {
 				continue
 			}
 			row := logits[bt*V : bt*V+V]
 			target := int(ids[bt+1])
+			if q.lossNoShift {
+				target = int(ids[bt])
+			}
 			maxLogit := math.Inf(-1)
 			for _, z := range row {
 				maxLogit = math.Max(maxLogit, float64(z))
@@ -505,10 +544,14 @@ func crossEntropyForward[F float](gradLogits, logits []F, ids []int32, B, T, V i
 			logSum := maxLogit + math.Log(sum)
 			losses[bt] = logSum - float64(row[target])
 			if g != nil {
-				for i, z := range row {
-					g[i] = F(math.Exp(float64(z)-logSum) / float64(count))
+				gradCount := float64(count)
+				if q.lossGradSum {
+					gradCount = 1
 				}
-				g[target] -= F(1 / float64(count))
+				for i, z := range row {
+					g[i] = F(math.Exp(float64(z)-logSum) / gradCount)
+				}
+				g[target] -= F(1 / gradCount)
 			}
 		}
 	})

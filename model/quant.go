@@ -22,12 +22,44 @@ type quirks struct {
 	noSTE              bool // zero gradient through both quantizers
 	tiedGradOnePath    bool // tied embedding gradient from the lookup only
 	forceFloat         bool // run BitLinears on the float path even when kernels are asked for
+
+	actQuantPerTensor    bool // one activation scale for the whole input instead of one per token
+	weightGradLatentX    bool // grad W = gradYᵀ·x instead of gradYᵀ·act_quant(x)
+	inputGradLatentW     bool // grad x = gradY·W (latent) instead of gradY·weight_quant(W)
+	noAttnResidual       bool // h = o instead of x + o
+	mlpResidualFromInput bool // out = x + down instead of h + down
+	noResidualGrad       bool // the attention residual passes no gradient to x
+	normGradNoMeanTerm   bool // RMSNorm backward without the −r³/C·x·Σ g·w·x term
+	normWeightGradNoRstd bool // RMSNorm weight gradient Σ g·x, missing the 1/rms factor
+	softmaxGradNoSum     bool // attention backward without the −Σ p·dp term
+	gqaGradFirstHead     bool // GQA backward: K/V gradients from the first query head of a group only
+	ropeGradSameAngle    bool // RoPE backward rotates by +angle instead of −angle
+	reluSqGradNoFactor2  bool // d relu(g)²/dg = relu(g) instead of 2·relu(g)
+	embeddingScaled      bool // embedding output multiplied by sqrt(H)
+	embeddingGradAssign  bool // embedding backward assigns instead of accumulating repeated tokens
+	noHeadInputGrad      bool // lm_head backward passes no gradient to the final norm
+	lossNoShift          bool // cross-entropy of logits[t] against ids[t] instead of ids[t+1]
+	lossGradSum          bool // d loss/d logits not divided by the token count
+
+	// jitter is not a bug: a non-zero seed makes this an alternative
+	// correct run for spread measurement (teacher.go, "jitter"). Set per
+	// call from ForwardOptions.Jitter or GradOptions.Jitter.
+	jitter uint64
 }
 
 // forcesFloat reports whether the quirks change something the integer
 // kernels implement, so the model must take the float path.
 func (q *quirks) forcesFloat() bool {
-	return q.forceFloat || q.identityQuant || q.roundHalfAway || q.maxWeightScale
+	return q.forceFloat || q.identityQuant || q.roundHalfAway || q.maxWeightScale || q.jitter != 0 ||
+		q.actQuantPerTensor || q.weightGradLatentX || q.inputGradLatentW
+}
+
+// jittered is v·(1+ε) for element i in a jittered run, else v.
+func jittered[F float](v F, i int, q *quirks) F {
+	if q.jitter == 0 {
+		return v
+	}
+	return F(float64(v) * jitterFactor(q.jitter, i, float64(v)))
 }
 
 func (q *quirks) round(v float64) float64 {
@@ -66,7 +98,7 @@ func weightQuant[F float](dst, w []F, q *quirks) {
 	s := weightQuantScale(w, q)
 	parallelFor(len(w), 2, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			r := q.round(float64(w[i] * s))
+			r := q.round(float64(jittered(w[i], i, q) * s))
 			dst[i] = F(math.Max(-1, math.Min(1, r))) / s
 		}
 	})
@@ -91,12 +123,19 @@ func actQuant[F float](dst, x []F, rows, cols int, q *quirks) {
 		copy(dst, x)
 		return
 	}
+	var tensorScale F
+	if q.actQuantPerTensor {
+		tensorScale = actQuantScale(x[:rows*cols])
+	}
 	parallelFor(rows, 2*cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, dr := x[r*cols:r*cols+cols], dst[r*cols:r*cols+cols]
 			s := actQuantScale(xr)
+			if q.actQuantPerTensor {
+				s = tensorScale
+			}
 			for i, v := range xr {
-				v := q.round(float64(v * s))
+				v := q.round(float64(jittered(v, r*cols+i, q) * s))
 				dr[i] = F(math.Max(-128, math.Min(127, v))) / s
 			}
 		}
@@ -122,13 +161,18 @@ type floatLinear[F float] struct {
 	out, in int
 	wq      []F
 	q       *quirks
+	latent  []F // the latent weight, kept only for q.inputGradLatentW
 }
 
 // newFloatLinear quantizes the latent weight w[out,in] (w is not modified).
 func newFloatLinear[F float](w []F, out, in int, q *quirks) *floatLinear[F] {
 	wq := make([]F, len(w))
 	weightQuant(wq, w, q)
-	return &floatLinear[F]{out: out, in: in, wq: wq, q: q}
+	l := &floatLinear[F]{out: out, in: in, wq: wq, q: q}
+	if q.inputGradLatentW {
+		l.latent = w
+	}
+	return l
 }
 
 func (l *floatLinear[F]) dims() (int, int) { return l.out, l.in }
@@ -146,10 +190,18 @@ func (l *floatLinear[F]) backward(gradX, gradW, x, gradY []F, N int) {
 		}
 		return
 	}
-	matmulNN(gradX, gradY, l.wq, N, l.in, l.out, true)
+	wq := l.wq
+	if l.q.inputGradLatentW && l.latent != nil {
+		wq = l.latent
+	}
+	matmulNN(gradX, gradY, wq, N, l.in, l.out, true)
 	if gradW != nil {
 		xq := make([]F, len(x))
-		actQuant(xq, x, N, l.in, l.q)
+		if l.q.weightGradLatentX {
+			copy(xq, x)
+		} else {
+			actQuant(xq, x, N, l.in, l.q)
+		}
 		matmulTN(gradW, gradY, xq, l.out, l.in, N, false)
 	}
 }
