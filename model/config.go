@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -47,6 +48,11 @@ type Config struct {
 
 	// Conformance holds harness-only facts about a preset. HF ignores it.
 	Conformance *ConformanceInfo `json:"conformance,omitempty"`
+
+	// Keys classifies every key of the config.json this config was decoded
+	// from, and each absent key HF fills with a default. Nil for a config
+	// built in code.
+	Keys ConfigKeys `json:"-"`
 }
 
 // QuantizationConfig is the HF quantization_config block of a BitNet config.
@@ -86,9 +92,12 @@ func ParseConfig(data []byte, source string) (Config, error) {
 }
 
 // DecodeConfig decodes an HF config.json without validating it, so that the
-// architecture specs can report each inconsistent field on its own.
+// architecture specs can report each inconsistent field on its own. An
+// absent key takes HF BitNetConfig's default, as transformers would, and
+// Keys records which keys were absent; a null num_key_value_heads means
+// num_attention_heads, as in HF.
 func DecodeConfig(data []byte, source string) (Config, error) {
-	var c Config
+	c := hfDefaults()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&c); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -100,6 +109,14 @@ func DecodeConfig(data []byte, source string) (Config, error) {
 	if dec.More() {
 		return Config{}, fmt.Errorf("%s: invalid JSON: trailing data after the config object", source)
 	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return Config{}, fmt.Errorf("%s: invalid JSON: %v", source, err)
+	}
+	if v, ok := top["num_key_value_heads"]; ok && isNull(v) {
+		c.NumKeyValueHeads = c.NumAttentionHeads
+	}
+	c.Keys = classifyKeys(top, &c)
 	return c, nil
 }
 
@@ -230,6 +247,20 @@ func (c Config) Problems() []ConfigProblem {
 	if q := c.QuantizationConfig; q != nil && q.QuantizationMode != "" && q.QuantizationMode != "online" && q.QuantizationMode != "offline" {
 		add("quantization_config.quantization_mode", "expected \"online\" or \"offline\", got %q", q.QuantizationMode)
 	}
+	if q := c.QuantizationConfig; q != nil && q.LinearClass != "" && q.LinearClass != "autobitlinear" && q.LinearClass != "bitlinear" {
+		add("quantization_config.linear_class", "expected \"autobitlinear\" or \"bitlinear\", got %q", q.LinearClass)
+	}
+	// Every key that declares an architecture BitNet b1.58 lacks, unless a
+	// check above already names it.
+	for _, k := range c.Keys.Of(KeyIncompatible) {
+		if !slices.ContainsFunc(out, func(p ConfigProblem) bool { return p.Field == k.Key }) {
+			msg := k.Note
+			if k.Value != "" {
+				msg = k.Value + " — " + k.Note
+			}
+			add(k.Key, "%s", msg)
+		}
+	}
 	return out
 }
 
@@ -247,12 +278,74 @@ func (c Config) HeadDim() int64 {
 // GroupSize is the number of query heads that share one KV head (GQA).
 func (c Config) GroupSize() int64 { return c.NumAttentionHeads / c.NumKeyValueHeads }
 
-// QuantizationMode is "online" unless the config says "offline".
+// QuantizationMode is quantization_config.quantization_mode. Without a
+// quantization_config it is "online" (the harness's choice: HF would not
+// quantize at all); within one that omits the key it is HF
+// BitNetQuantConfig's default, "offline".
 func (c Config) QuantizationMode() string {
-	if c.QuantizationConfig != nil && c.QuantizationConfig.QuantizationMode == "offline" {
-		return "offline"
+	switch q := c.QuantizationConfig; {
+	case q == nil:
+		return "online"
+	case q.QuantizationMode == "":
+		return hfQuantizationMode
+	default:
+		return q.QuantizationMode
 	}
-	return "online"
+}
+
+// LinearClass is quantization_config.linear_class, or HF
+// BitNetQuantConfig's default "bitlinear" when absent.
+func (c Config) LinearClass() string {
+	if c.QuantizationConfig == nil || c.QuantizationConfig.LinearClass == "" {
+		return hfLinearClass
+	}
+	return c.QuantizationConfig.LinearClass
+}
+
+// ScaleConvention says how an offline linear's weight_scale dequantizes
+// its ternary codes; linear_class decides it (shared/REFERENCE.md,
+// "Checkpoint conventions").
+type ScaleConvention int
+
+const (
+	// ScaleMultiplies is autobitlinear's (microsoft/bitnet-b1.58-2B-4T):
+	// weight_scale = mean|W|, y = (Σ xq·wq)·weight_scale / s_x.
+	ScaleMultiplies ScaleConvention = iota
+	// ScaleDivides is bitlinear's (HF's older class and its default):
+	// weight_scale = 1/mean|W|, y = (Σ xq·wq) / (s_x·weight_scale).
+	ScaleDivides
+)
+
+func (s ScaleConvention) String() string {
+	switch s {
+	case ScaleMultiplies:
+		return "autobitlinear (weight_scale = mean|W|, multiplied)"
+	case ScaleDivides:
+		return "bitlinear (weight_scale = 1/mean|W|, divided)"
+	}
+	return fmt.Sprintf("ScaleConvention(%d)", int(s))
+}
+
+// LinearClassName is the quantization_config.linear_class value that
+// selects the convention.
+func (s ScaleConvention) LinearClassName() string {
+	if s == ScaleMultiplies {
+		return "autobitlinear"
+	}
+	return "bitlinear"
+}
+
+// ScaleConvention is the convention of the config's linear_class. An
+// unknown linear_class is an error naming the field.
+func (c Config) ScaleConvention() (ScaleConvention, error) {
+	switch lc := c.LinearClass(); lc {
+	case "autobitlinear":
+		return ScaleMultiplies, nil
+	case "bitlinear":
+		return ScaleDivides, nil
+	default:
+		return 0, fmt.Errorf("quantization_config.linear_class: expected \"autobitlinear\" or \"bitlinear\", got %q", lc)
+	}
 }
 
 // InitStd is the standard deviation for random linear and embedding weights.

@@ -1,0 +1,238 @@
+package model_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tritter-ai/conformance/model"
+)
+
+// published2B4T is microsoft/bitnet-b1.58-2B-4T's config.json.
+const published2B4T = `{
+  "architectures": ["BitNetForCausalLM"],
+  "attention_bias": false, "attention_dropout": 0.0,
+  "auto_map": {"AutoConfig": "configuration_bitnet.BitNetConfig", "AutoModelForCausalLM": "modeling_bitnet.BitNetForCausalLM"},
+  "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "relu2",
+  "hidden_size": 2560, "initializer_range": 0.02, "intermediate_size": 6912,
+  "max_position_embeddings": 4096, "model_type": "bitnet", "rms_norm_eps": 1e-05,
+  "num_attention_heads": 20, "num_hidden_layers": 30, "num_key_value_heads": 5,
+  "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "transformers_version": "4.52.0.dev0", "use_cache": true, "vocab_size": 128256,
+  "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}
+}`
+
+// tritterNative is a config as Tritter's own PyTorch code writes it: its
+// block has LayerNorm, QK-norm, no sub-norms, a post-MLP norm, threshold
+// ternarization without activation quantization, and biases.
+const tritterNative = `{
+  "model_size": "7B", "hidden_size": 4096, "num_layers": 32, "num_heads": 32, "num_kv_heads": 8,
+  "intermediate_size": 11008, "max_position_embeddings": 131072, "rope_theta": 500000.0,
+  "vocab_size": 65536, "use_bitnet": true, "bitnet_precision": 1.58,
+  "layer_norm_eps": 1e-5, "use_qk_norm": true, "use_sub_norm": false, "use_post_mlp_norm": true,
+  "ternary_threshold": 0.5, "quantize_activations": false, "bias": true,
+  "use_flash_attention": true, "use_sliding_window": false, "sliding_window_size": null,
+  "int4_kv_cache": true, "gradient_checkpointing": true, "dropout": 0.1,
+  "modalities": ["text", "code"], "target_device": "cuda", "tie_word_embeddings": false
+}`
+
+// llamaLike is a config from another family that only looks similar.
+const llamaLike = `{
+  "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+  "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 16,
+  "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 65536,
+  "max_position_embeddings": 131072, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+  "hidden_act": "silu", "mlp_bias": true, "attention_bias": true, "pretraining_tp": 1,
+  "rope_scaling": {"rope_type": "llama3", "factor": 8.0},
+  "partial_rotary_factor": 0.5, "use_parallel_residual": true, "sliding_window": 4096,
+  "activation_function": "gelu_new", "n_embd": 2048, "head_dim": 128
+}`
+
+func keyOf(t *testing.T, keys model.ConfigKeys, name string) model.ConfigKey {
+	t.Helper()
+	for _, k := range keys {
+		if k.Key == name {
+			return k
+		}
+	}
+	t.Fatalf("key %q not classified; keys:\n%s", name, keys.Lines())
+	return model.ConfigKey{}
+}
+
+func TestPublishedConfigHasNoIncompatibleOrUnknownKey(t *testing.T) {
+	c, err := model.ParseConfig([]byte(published2B4T), "2b4t.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := append(c.Keys.Of(model.KeyIncompatible), c.Keys.Of(model.KeyUnknown)...); len(bad) > 0 {
+		t.Errorf("published config has incompatible or unknown keys:\n%s", bad.Lines())
+	}
+	if k := keyOf(t, c.Keys, "quantization_config.linear_class"); k.Class != model.KeyChecked || !strings.Contains(k.Note, "multiplied") {
+		t.Errorf("linear_class: %v", k)
+	}
+	if k := keyOf(t, c.Keys, "head_dim"); k.Class != model.KeyDefaulted {
+		t.Errorf("head_dim absent: %v, expected defaulted", k)
+	}
+	if conv, err := c.ScaleConvention(); err != nil || conv != model.ScaleMultiplies || c.QuantizationMode() != "offline" {
+		t.Errorf("convention %v, %v, mode %s", conv, err, c.QuantizationMode())
+	}
+}
+
+// The case the issue measured: QK-norm, a LayerNorm eps instead of
+// rms_norm_eps, activation_function instead of hidden_act. Each is named
+// with its meaning, and the missing HF keys are said to be defaulted.
+func TestConfigDeclaringQKNormAndLayerNorm(t *testing.T) {
+	data := `{"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+	 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+	 "max_position_embeddings": 128, "rope_theta": 10000.0, "tie_word_embeddings": true,
+	 "use_qk_norm": true, "layer_norm_eps": 1e-5, "activation_function": "gelu"}`
+	c, err := model.DecodeConfig([]byte(data), "user.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"use_qk_norm":         "adds q_norm/k_norm weights and normalises q,k before RoPE; BitNet b1.58 has none",
+		"layer_norm_eps":      "LayerNorm",
+		"activation_function": `uses hidden_act "relu2"`,
+	} {
+		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.String(), want) {
+			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
+		}
+	}
+	for _, key := range []string{"hidden_act", "rms_norm_eps"} {
+		if k := keyOf(t, c.Keys, key); k.Class != model.KeyDefaulted || !strings.Contains(k.Note, "HF BitNetConfig default") {
+			t.Errorf("%s: %v, expected defaulted", key, k)
+		}
+	}
+	_, err = model.ParseConfig([]byte(data), "user.json")
+	if err == nil {
+		t.Fatal("a config declaring QK-norm and LayerNorm validated")
+	}
+	for _, want := range []string{"user.json", "use_qk_norm: true — adds q_norm/k_norm", "layer_norm_eps: 1e-5 —", "activation_function: \"gelu\" —"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestTritterNativeConfigReportedKeyByKey(t *testing.T) {
+	c, err := model.DecodeConfig([]byte(tritterNative), "tritter.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	incompatible := map[string]string{
+		"model_size":           "Tritter's size preset",
+		"num_layers":           "num_hidden_layers = 30",
+		"num_heads":            "num_attention_heads = 20",
+		"num_kv_heads":         "num_key_value_heads = 5",
+		"layer_norm_eps":       "RMSNorm",
+		"use_qk_norm":          "q_norm/k_norm",
+		"use_sub_norm":         "attn_sub_norm and ffn_sub_norm",
+		"use_post_mlp_norm":    "after the MLP residual",
+		"ternary_threshold":    "threshold",
+		"quantize_activations": "int8",
+		"bias":                 "biases",
+		"int4_kv_cache":        "4 bits",
+		"dropout":              "dropout",
+	}
+	for key, want := range incompatible {
+		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.Note, want) {
+			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
+		}
+	}
+	for _, key := range []string{"use_bitnet", "bitnet_precision", "use_flash_attention", "use_sliding_window", "sliding_window_size", "gradient_checkpointing", "modalities", "target_device"} {
+		if k := keyOf(t, c.Keys, key); k.Class != model.KeyHarmless {
+			t.Errorf("%s: %v, expected harmless", key, k)
+		}
+	}
+	problems := c.Problems()
+	for key := range incompatible {
+		found := false
+		for _, p := range problems {
+			found = found || p.Field == key
+		}
+		if !found {
+			t.Errorf("Problems() does not name %s", key)
+		}
+	}
+}
+
+func TestOtherFamilyConfigReportedKeyByKey(t *testing.T) {
+	c, err := model.DecodeConfig([]byte(llamaLike), "llama.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"model_type":            "not BitNetForCausalLM (SwiGLU",
+		"architectures":         "LlamaForCausalLM is not BitNetForCausalLM",
+		"hidden_act":            "silu(gate)·up",
+		"mlp_bias":              "gate/up/down_proj",
+		"attention_bias":        "q/k/v/o_proj",
+		"rope_scaling":          "rescales RoPE",
+		"partial_rotary_factor": "partial rotary",
+		"use_parallel_residual": "parallel residual",
+		"sliding_window":        "sliding-window",
+		"activation_function":   "activation key",
+		"n_embd":                "GPT-2's key; HF BitNetConfig ignores it and uses hidden_size = 2048",
+	} {
+		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.Note, want) {
+			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
+		}
+	}
+	if k := keyOf(t, c.Keys, "pretraining_tp"); k.Class != model.KeyHarmless {
+		t.Errorf("pretraining_tp 1: %v, expected harmless", k)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "rope_scaling: {\"rope_type\":\"llama3\",\"factor\":8.0} — rescales RoPE") {
+		t.Errorf("Validate = %v, expected rope_scaling named with its value", err)
+	}
+}
+
+func TestUnknownKeyIsListedButBuildable(t *testing.T) {
+	data := replaceField(tinyConfigJSON, `"my_new_flag"`, `"my_new_flag": 3`)
+	c, err := model.ParseConfig([]byte(data), "x.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := keyOf(t, c.Keys, "my_new_flag"); k.Class != model.KeyUnknown || k.Value != "3" {
+		t.Errorf("my_new_flag: %v, expected unknown with value 3", k)
+	}
+}
+
+func TestAbsentKeysTakeHFDefaults(t *testing.T) {
+	c, err := model.ParseConfig([]byte(`{"num_key_value_heads": null}`), "empty.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HiddenSize != 2560 || c.NumHiddenLayers != 30 || c.NumKeyValueHeads != 20 || c.MaxPositionEmbeddings != 2048 ||
+		c.TieWordEmbeddings || c.HiddenAct != "relu2" || c.RopeTheta != 500000 || c.RMSNormEps != 1e-5 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.QuantizationMode() != "online" || len(c.Keys.Of(model.KeyDefaulted)) < 10 {
+		t.Errorf("mode %s; defaulted keys:\n%s", c.QuantizationMode(), c.Keys.Of(model.KeyDefaulted).Lines())
+	}
+}
+
+func TestLinearClass(t *testing.T) {
+	for _, tc := range []struct {
+		quant string
+		want  model.ScaleConvention
+		mode  string
+	}{
+		{`{"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}`, model.ScaleMultiplies, "offline"},
+		{`{"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}`, model.ScaleDivides, "offline"},
+		{`{"quant_method": "bitnet"}`, model.ScaleDivides, "offline"},
+	} {
+		data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": `+tc.quant)
+		c, err := model.ParseConfig([]byte(data), "q.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.ScaleConvention(); err != nil || got != tc.want || c.QuantizationMode() != tc.mode {
+			t.Errorf("%s: convention %v (%v), mode %s; expected %v, %s", tc.quant, got, err, c.QuantizationMode(), tc.want, tc.mode)
+		}
+	}
+	data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear158"}`)
+	_, err := model.ParseConfig([]byte(data), "q.json")
+	if err == nil || !strings.Contains(err.Error(), `quantization_config.linear_class: expected "autobitlinear" or "bitlinear", got "bitlinear158"`) {
+		t.Errorf("unknown linear_class: %v", err)
+	}
+}
