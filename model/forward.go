@@ -196,7 +196,7 @@ func (m *Model) layerWeights64(i int, q *quirks) (*layerWeights[float64], error)
 			tw := p.tern
 			wq := make([]float64, out*in)
 			for j, v := range tw.t.Unpack() {
-				if tw.offline {
+				if tw.multiplies {
 					wq[j] = float64(v) * float64(tw.scale)
 				} else {
 					wq[j] = float64(v) / float64(tw.scale)

@@ -27,10 +27,11 @@ func gemmTN(c, a, b []float32, m, n, k int, accumulate bool) {
 // packed for the integer kernels plus the factor that dequantizes them.
 type ternaryWeight struct {
 	t *kernels.Ternary
-	// Online quantization divides by the weight scale s = 1/mean|W|;
-	// offline checkpoints store weight_scale (= 1/s) and multiply by it.
-	scale   float32
-	offline bool
+	// Online quantization divides by the weight scale s = 1/mean|W|, and
+	// so does an offline bitlinear checkpoint's weight_scale (= s); an
+	// offline autobitlinear weight_scale (= 1/s) multiplies.
+	scale      float32
+	multiplies bool
 	// The latent weight this was quantized from (one of them, or neither
 	// when offline). Dequantizing from it is cheaper than unpacking t.
 	latentF32  []float32
@@ -151,7 +152,7 @@ func (tw *ternaryWeight) dequantizeInto(buf []float32) []float32 {
 	// the three possible values, computed as the float path computes them
 	var values [3]float32
 	for v := int8(-1); v <= 1; v++ {
-		if tw.offline {
+		if tw.multiplies {
 			values[v+1] = float32(v) * tw.scale
 		} else {
 			values[v+1] = float32(v) / tw.scale
@@ -202,8 +203,8 @@ func (tw *ternaryWeight) bytes() int64 {
 // kernelLinear is the integer BitLinear: act_quant to int8, a ternary×int8
 // product in int32 (exact), and one rescale per output:
 //
-//	y[n,o] = acc[n,o] / (s_x[n]·s_w)          (online)
-//	y[n,o] = acc[n,o] · weight_scale / s_x[n] (offline)
+//	y[n,o] = acc[n,o] / (s_x[n]·s_w)          (online, and offline bitlinear with s_w = weight_scale)
+//	y[n,o] = acc[n,o] · weight_scale / s_x[n] (offline autobitlinear)
 type kernelLinear struct {
 	w *ternaryWeight
 	s *linearScratch
@@ -274,12 +275,12 @@ func (l kernelLinear) forwardQuantized(y []float32, N int) {
 	s.acc = scratch(s.acc, N*out)
 	q, scales, acc := s.q, s.scales, s.acc
 	l.w.t.MatMul(acc, q, N)
-	offline, scale := l.w.offline, l.w.scale
+	multiplies, scale := l.w.multiplies, l.w.scale
 	parallelFor(N, out, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
-			// one factor per token: 1/(s_x·s_w) online, weight_scale/s_x offline
+			// one factor per token: 1/(s_x·s_w), or weight_scale/s_x
 			var factor float64
-			if offline {
+			if multiplies {
 				factor = float64(scale) / float64(scales[n])
 			} else {
 				factor = 1 / (float64(scales[n]) * float64(scale))

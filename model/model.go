@@ -163,6 +163,22 @@ func (p *Param) dense() []float32 { return p.f32 }
 
 func (p *Param) offline() bool { return p.f32 == nil && p.bf16 == nil }
 
+// Offline returns the ternary codes and weight_scale of a linear made
+// offline by SetOffline, exactly as they were set, with their convention;
+// ok is false for a parameter that holds latent values.
+func (p *Param) Offline() (w *kernels.Ternary, weightScale float32, conv ScaleConvention, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.offline() || p.tern == nil {
+		return nil, 0, 0, false
+	}
+	conv = ScaleDivides
+	if p.tern.multiplies {
+		conv = ScaleMultiplies
+	}
+	return p.tern.t, p.tern.scale, conv, true
+}
+
 // ternary returns the quantized form of a linear weight, building and
 // caching it on first use.
 func (p *Param) ternary() (*ternaryWeight, error) { return p.ternaryWith(nil) }
@@ -294,9 +310,17 @@ func FromTensors(cfg Config, params map[string]*Tensor) (*Model, error) {
 	return m, nil
 }
 
-// SetTernary makes a linear offline: y = linear(act_quant(x), W)·weightScale
-// with W ternary. The latent weight is dropped.
+// SetTernary makes a linear offline in the autobitlinear convention:
+// y = linear(act_quant(x), W)·weightScale with W ternary. The latent weight
+// is dropped.
 func (m *Model) SetTernary(name string, w *kernels.Ternary, weightScale float32) error {
+	return m.SetOffline(name, w, weightScale, ScaleMultiplies)
+}
+
+// SetOffline makes a linear offline: ternary codes w and the weight_scale
+// of an offline checkpoint, which multiplies (autobitlinear) or divides
+// (bitlinear) as conv says. The latent weight is dropped.
+func (m *Model) SetOffline(name string, w *kernels.Ternary, weightScale float32, conv ScaleConvention) error {
 	p, ok := m.byName[name]
 	if !ok {
 		return fmt.Errorf("%s: no such parameter", name)
@@ -314,11 +338,14 @@ func (m *Model) SetTernary(name string, w *kernels.Ternary, weightScale float32)
 	if !(weightScale > 0) || math.IsInf(float64(weightScale), 0) {
 		return fmt.Errorf("%s: weight_scale: expected a finite positive number, got %v", name, weightScale)
 	}
+	if conv != ScaleMultiplies && conv != ScaleDivides {
+		return fmt.Errorf("%s: unknown scale convention %v", name, conv)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.f32, p.bf16 = nil, nil
 	releaseStorage(p)
-	p.tern = &ternaryWeight{t: w, scale: weightScale, offline: true}
+	p.tern = &ternaryWeight{t: w, scale: weightScale, multiplies: conv == ScaleMultiplies}
 	return nil
 }
 

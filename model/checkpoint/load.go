@@ -27,8 +27,9 @@ func WithStorage(s model.Storage) Option {
 // or sharded. The folder is first inspected against its own config.json, and
 // any problem is an error listing every tensor at fault. Files are
 // memory-mapped and each tensor is converted once into the model's storage;
-// offline linears become ternary weights with their weight_scale, as
-// model.SetTernary describes.
+// offline linears become ternary weights with their weight_scale, which
+// multiplies or divides as quantization_config.linear_class says
+// (model.SetOffline; an absent linear_class is HF's default, bitlinear).
 func Load(dir string, opts ...Option) (*model.Model, error) {
 	var o loadOptions
 	for _, opt := range opts {
@@ -63,11 +64,15 @@ func Load(dir string, opts ...Option) (*model.Model, error) {
 		}
 		files[name] = f
 	}
+	conv, err := cfg.ScaleConvention()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
 	for _, p := range m.Params() {
 		spec := p.Spec()
 		f := files[found[spec.Name].file]
 		if r.Mode == Offline && spec.Kind == model.KindLinear {
-			if err := loadTernary(m, p, f, files[found[scaleName(spec.Name)].file]); err != nil {
+			if err := loadTernary(m, p, f, files[found[scaleName(spec.Name)].file], conv); err != nil {
 				return nil, err
 			}
 			continue
@@ -85,7 +90,7 @@ func Load(dir string, opts ...Option) (*model.Model, error) {
 
 // loadTernary unpacks an offline linear weight [out/4, in] and its
 // weight_scale [1] into the model.
-func loadTernary(m *model.Model, p *model.Param, weights, scales *tensorfile.File) error {
+func loadTernary(m *model.Model, p *model.Param, weights, scales *tensorfile.File, conv model.ScaleConvention) error {
 	name := p.Name()
 	shape := p.Shape()
 	packed, err := weights.Raw(name)
@@ -100,7 +105,7 @@ func loadTernary(m *model.Model, p *model.Param, weights, scales *tensorfile.Fil
 	if err != nil {
 		return err
 	}
-	if err := m.SetTernary(name, t, scale[0]); err != nil {
+	if err := m.SetOffline(name, t, scale[0], conv); err != nil {
 		return fmt.Errorf("%s: tensor %q: %v", scales.Path, scaleName(name), err)
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/internal/tensorfile"
 	"github.com/tritter-ai/conformance/model"
 )
 
@@ -137,7 +136,7 @@ func TestLoadSynthetic(t *testing.T) {
 		}
 		if mode == Offline {
 			p, _ := m.Param("model.layers.0.self_attn.q_proj.weight")
-			scale := tensorfile.BF16ToFloat32(tensorfile.Float32ToBF16(syntheticWeightScale))
+			scale := float32(syntheticMeanAbs)
 			for _, v := range p.Float32() {
 				if v != 0 && v != scale && v != -scale {
 					t.Fatalf("offline weight %v, want 0 or ±%v", v, scale)

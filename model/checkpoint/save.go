@@ -14,19 +14,25 @@ import (
 // Master weights (every tensor online; embedding, norms and lm_head offline)
 // are written as BF16 when every one of their values is exactly a bfloat16,
 // which holds for models loaded from bf16 checkpoints or stored as bf16, and
-// as F32 otherwise, so a save never rounds. Offline, each linear is
-// quantized as online quantization would (s = 1/max(mean|W|, 1e-5), W
-// ternarized at s) and stored packed as uint8 [out/4, in] with an F32
-// weight_scale of 1/s, so the saved model computes the same products.
+// as F32 otherwise, so a save never rounds.
 //
-// A linear made offline by model.SetTernary (as Load does for an offline
-// checkpoint) is saved from its dequantized weights: its ternary values
-// survive, but online quantization recomputes the scale from them, so such a
-// model is not reproduced exactly by a save.
+// Offline, a linear made offline by model.SetOffline (as Load does for an
+// offline checkpoint) is written with its own ternary codes and its own
+// weight_scale, bit for bit, and config.json names its convention
+// (linear_class), so a saved offline checkpoint is the checkpoint it was
+// loaded from. Any other linear is quantized as online quantization would
+// (s = 1/max(mean|W|, 1e-5), W ternarized at s) and stored packed as uint8
+// [out/4, in] with an F32 weight_scale of 1/s (autobitlinear) or s
+// (bitlinear, when the model's config names it), so the saved model
+// computes the same products.
 func Save(m *model.Model, dir string, mode string, shards int) error {
 	cfg := m.Config()
 	params := m.Params()
 	packs := func(p *model.Param) bool { return mode == Offline && p.Spec().Kind == model.KindLinear }
+	conv, err := saveConvention(m, dir)
+	if err != nil {
+		return err
+	}
 	masterDType := "BF16"
 	for _, p := range params {
 		if !packs(p) && !exactInBF16(p.Float32()) {
@@ -53,16 +59,40 @@ func Save(m *model.Model, dir string, mode string, shards int) error {
 		if out%4 != 0 {
 			return fmt.Errorf("%s: tensor %q: offline packing needs out_features a multiple of 4, got shape %s", dir, name, model.ShapeString(shape))
 		}
+		packed, weightScale := func() ([]byte, error) { return packOnline(p) }, func() float32 {
+			s := kernels.WeightScale(p.Float32())
+			if conv == model.ScaleDivides {
+				return s
+			}
+			return 1 / s
+		}
+		if w, scale, _, ok := p.Offline(); ok {
+			packed, weightScale = func() ([]byte, error) { return w.HFPacked(), nil }, func() float32 { return scale }
+		}
 		tensors = append(tensors,
-			tensorfile.Source{Name: name, DType: "U8", Shape: []int64{int64(out / 4), int64(in)},
-				Data: func() ([]byte, error) { return packOnline(p) }},
+			tensorfile.Source{Name: name, DType: "U8", Shape: []int64{int64(out / 4), int64(in)}, Data: packed},
 			tensorfile.Source{Name: scaleName(name), DType: "F32", Shape: []int64{1},
-				Data: func() ([]byte, error) {
-					return tensorfile.Float32Bytes([]float32{1 / kernels.WeightScale(p.Float32())}), nil
-				}},
+				Data: func() ([]byte, error) { return tensorfile.Float32Bytes([]float32{weightScale()}), nil }},
 		)
 	}
-	return writeCheckpoint(dir, cfg, mode, shards, tensors)
+	return writeCheckpoint(dir, cfg, mode, conv, shards, tensors)
+}
+
+// saveConvention is the convention of the model's offline linears, which
+// must all agree, or the one its config names when it has none.
+func saveConvention(m *model.Model, dir string) (model.ScaleConvention, error) {
+	conv, first := namedConvention(m.Config()), ""
+	for _, p := range m.Params() {
+		_, _, c, ok := p.Offline()
+		switch {
+		case !ok:
+		case first == "":
+			conv, first = c, p.Name()
+		case c != conv:
+			return 0, fmt.Errorf("%s: tensor %q has weight_scale convention %v but %q has %v; one checkpoint holds one linear_class", dir, p.Name(), c, first, conv)
+		}
+	}
+	return conv, nil
 }
 
 // packOnline quantizes a latent linear weight as online quantization does

@@ -10,14 +10,18 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// syntheticWeightScale is the weight_scale of every synthetic offline linear,
-// about mean|W| for weights drawn with the default initializer range.
-const syntheticWeightScale = 0.02
+// syntheticMeanAbs is the mean|W| every synthetic offline linear stands
+// for, about that of weights drawn with the default initializer range. It
+// is a power of two, so that both conventions' weight_scale (1/64 and 64)
+// are exact and give bit-identical products.
+const syntheticMeanAbs = 1.0 / 64
 
 // WriteSynthetic writes a structurally valid checkpoint of cfg for tests:
 // config.json and every tensor of the mode's layout with small deterministic
 // values (norms 1; other master weights in ±0.02 as bf16; offline linears as
-// ternary codes with weight_scale 0.02), in one file or in shards.
+// ternary codes standing for mean|W| = 1/64, so weight_scale 1/64 under
+// autobitlinear and 64 when cfg's quantization_config names bitlinear), in
+// one file or in shards.
 func WriteSynthetic(dir string, cfg model.Config, mode string, shards int) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
@@ -26,6 +30,11 @@ func WriteSynthetic(dir string, cfg model.Config, mode string, shards int) error
 		if mode == Offline && spec.Kind == model.KindLinear && spec.Shape[0]%4 != 0 {
 			return fmt.Errorf("%s: tensor %q: offline packing needs out_features a multiple of 4, got shape %s", dir, spec.Name, tensorfile.ShapeString(spec.Shape))
 		}
+	}
+	conv := namedConvention(cfg)
+	weightScale := float32(syntheticMeanAbs)
+	if conv == model.ScaleDivides {
+		weightScale = 1 / syntheticMeanAbs
 	}
 	var tensors []tensorfile.Source
 	for i, e := range expectedTensors(cfg, mode) {
@@ -37,7 +46,7 @@ func WriteSynthetic(dir string, cfg model.Config, mode string, shards int) error
 			t.DType = "U8"
 			t.Data = func() ([]byte, error) { return syntheticPacked(n/4, seed), nil }
 		case e.name != e.spec.Name: // an offline weight_scale
-			t.Data = func() ([]byte, error) { return tensorfile.BF16Bytes([]float32{syntheticWeightScale}), nil }
+			t.Data = func() ([]byte, error) { return tensorfile.BF16Bytes([]float32{weightScale}), nil }
 		case e.spec.Kind == model.KindNorm:
 			t.Data = func() ([]byte, error) { return tensorfile.BF16Bytes(filled(n, 1)), nil }
 		default:
@@ -45,7 +54,7 @@ func WriteSynthetic(dir string, cfg model.Config, mode string, shards int) error
 		}
 		tensors = append(tensors, t)
 	}
-	return writeCheckpoint(dir, cfg, mode, shards, tensors)
+	return writeCheckpoint(dir, cfg, mode, conv, shards, tensors)
 }
 
 func filled(n int64, v float32) []float32 {

@@ -20,13 +20,13 @@ func shardName(i, shards int) string {
 	return fmt.Sprintf("model-%05d-of-%05d.safetensors", i, shards)
 }
 
-// writeCheckpoint writes config.json (with quantization_mode set to mode)
-// and the tensors: one model.safetensors when shards is 1, otherwise shards
+// writeCheckpoint writes config.json (with quantization_mode set to mode and
+// linear_class to conv's class) and the tensors: one model.safetensors when shards is 1, otherwise shards
 // files of about equal size, in order, with model.safetensors.index.json.
 // Each tensor's bytes are produced only when its shard is written, and one
 // at a time. A model.safetensors or index left by an earlier save of the
 // other form is removed, since it would shadow or contradict the new files.
-func writeCheckpoint(dir string, cfg model.Config, mode string, shards int, tensors []tensorfile.Source) error {
+func writeCheckpoint(dir string, cfg model.Config, mode string, conv model.ScaleConvention, shards int, tensors []tensorfile.Source) error {
 	if mode != Online && mode != Offline {
 		return fmt.Errorf("%s: mode %q, expected %q or %q", dir, mode, Online, Offline)
 	}
@@ -36,7 +36,7 @@ func writeCheckpoint(dir string, cfg model.Config, mode string, shards int, tens
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return pathFirst(dir, err)
 	}
-	cfg.QuantizationConfig = &model.QuantizationConfig{QuantMethod: "bitnet", LinearClass: "autobitlinear", QuantizationMode: mode}
+	cfg.QuantizationConfig = &model.QuantizationConfig{QuantMethod: "bitnet", LinearClass: conv.LinearClassName(), QuantizationMode: mode}
 	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), cfg.JSON()); err != nil {
 		return err
 	}
@@ -87,6 +87,16 @@ func writeCheckpoint(dir string, cfg model.Config, mode string, shards int, tens
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, IndexFile), append(data, '\n'))
+}
+
+// namedConvention is the convention a written checkpoint uses when nothing
+// else decides it: bitlinear when cfg names it, else autobitlinear, the
+// convention of microsoft/bitnet-b1.58-2B-4T.
+func namedConvention(cfg model.Config) model.ScaleConvention {
+	if cfg.QuantizationConfig != nil && cfg.QuantizationConfig.LinearClass == "bitlinear" {
+		return model.ScaleDivides
+	}
+	return model.ScaleMultiplies
 }
 
 func writeFileAtomic(path string, data []byte) error {
