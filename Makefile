@@ -15,7 +15,7 @@ GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-goin
 ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
 
-.PHONY: all conformance conformance-7b test unit fuzz-short fuzz bench bench-kernels \
+.PHONY: all conformance conformance-7b test unit fuzz-short fuzz ci-soak bench bench-kernels \
 	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden vet clean
 
 all: test
@@ -57,6 +57,12 @@ fuzz-short:
 # About five minutes per target.
 fuzz:
 	$(MAKE) fuzz-short FUZZSCALE=30 FUZZMINIMIZE=2000x
+
+# The CI gate N times in a row (default 10), each from a fresh clone with
+# empty Go caches. A target-specific N leaves other targets' defaults alone.
+ci-soak: N = 10
+ci-soak:
+	scripts/ci-soak $(N)
 
 bench: bench-kernels
 
