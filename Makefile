@@ -16,7 +16,7 @@ ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
 
 .PHONY: all conformance conformance-7b test unit fuzz-short fuzz ci-soak bench bench-kernels \
-	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden vet clean
+	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
 
 all: test
 
@@ -97,8 +97,33 @@ bench-pytorch-7b:
 	@mkdir -p $(REPORTS)
 	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/tritter-7b.json) 2>&1 | tee $(REPORTS)/bench-pytorch-7b.txt
 
+# Regenerates golden/cases (bit for bit on this machine), then validates
+# every file against golden-format.md.
 golden:
 	/usr/bin/python3 golden/gen/generate.py --out golden/cases
+	/usr/bin/python3 golden/gen/check_v2.py golden/cases/*.safetensors
+
+# False-failure sweep: N random v2 cases (golden/gen/sweep.py) in a temporary
+# folder, then the golden and gradient suites on them with both compute
+# paths. The seed is printed first and last; rerun a failure with
+# make golden-sweep N=<N> SEED=<seed>.
+# Target-specific defaults (as ci-soak's N); N=... SEED=... on the command
+# line override them. The default seed is read once, when make starts.
+GOLDEN_SWEEP_SEED := $(shell date +%s)
+golden-sweep: N = 20
+golden-sweep: SEED = $(GOLDEN_SWEEP_SEED)
+golden-sweep:
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	echo "golden-sweep: N=$(N) SEED=$(SEED) into $$dir"; \
+	/usr/bin/python3 golden/gen/sweep.py --n $(N) --seed $(SEED) --out "$$dir" || exit 1; \
+	rc=0; for compute in kernels float; do \
+		echo "golden-sweep: golden and gradient suites, -golden-compute=$$compute"; \
+		$(GINKGO) --keep-going --label-filter='golden' ./suites/forward ./suites/gradient -- \
+			-golden-dir="$$dir" -golden-compute=$$compute $(ARGS) || rc=1; \
+	done; \
+	if [ $$rc = 0 ]; then echo "golden-sweep: N=$(N) SEED=$(SEED) passed"; \
+	else echo "golden-sweep: N=$(N) SEED=$(SEED) FAILED (rerun: make golden-sweep N=$(N) SEED=$(SEED))"; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(REPORTS)
