@@ -1,0 +1,282 @@
+// Package dump_test runs the harness on cases written by golden/dump/dump.py
+// from PyTorch modules: the reference module (golden/gen/bitnet_ref.py's math
+// as HF-named nn.Modules) must pass every check, and each module with a
+// deliberate departure from BitNet b1.58 must fail first at the op and layer
+// it breaks. The tests need Debian's torch (/usr/bin/python3 with torch) and
+// skip, saying so, where it is missing.
+package dump_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/golden"
+)
+
+// python is the interpreter with torch (Debian's python3-torch).
+const python = "/usr/bin/python3"
+
+func here(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("no caller information")
+	}
+	return filepath.Dir(file)
+}
+
+var (
+	torchOnce sync.Once
+	torchErr  string
+)
+
+// requireTorch skips the test unless python can import torch.
+func requireTorch(t *testing.T) {
+	t.Helper()
+	torchOnce.Do(func() {
+		out, err := exec.Command(python, "-c", "import torch").CombinedOutput()
+		if err != nil {
+			torchErr = strings.TrimSpace(string(out))
+			if torchErr == "" {
+				torchErr = err.Error()
+			}
+		}
+	})
+	if torchErr != "" {
+		t.Skipf("needs %s with torch (apt-get install python3-torch): %s", python, lastLine(torchErr))
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+var (
+	casesOnce sync.Once
+	casesDir  string
+	casesErr  error
+	casesOut  string
+)
+
+// dumpedCases writes every example case once per test binary
+// (golden/dump/examples/write_cases.py) and returns the folder.
+func dumpedCases(t *testing.T) string {
+	t.Helper()
+	requireTorch(t)
+	casesOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "golden-dump-")
+		if err != nil {
+			casesErr = err
+			return
+		}
+		cmd := exec.Command(python, filepath.Join(here(t), "examples", "write_cases.py"), "--out", dir)
+		out, err := cmd.CombinedOutput()
+		casesDir, casesErr, casesOut = dir, err, string(out)
+	})
+	if casesErr != nil {
+		t.Fatalf("write_cases.py: %v\n%s", casesErr, casesOut)
+	}
+	return casesDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if casesDir != "" {
+		os.RemoveAll(casesDir)
+	}
+	os.Exit(code)
+}
+
+// evaluate loads a dumped case and runs on it every check the golden suites
+// run (forward numerics, then gradients), in computation order.
+func evaluate(t *testing.T, path string) (*golden.Case, []conformance.Result) {
+	t.Helper()
+	c, err := golden.Load(path)
+	if err != nil {
+		t.Fatalf("golden.Load: %v", err)
+	}
+	checks := append(conformance.NumericsChecks(c, conformance.ModelTarget), conformance.GradChecks(c, conformance.ModelTarget)...)
+	results, err := conformance.EvaluateCase(c, conformance.ModelTarget, checks)
+	if err != nil {
+		t.Fatalf("EvaluateCase: %v", err)
+	}
+	return c, results
+}
+
+// The dumper's files are v2 cases the golden reader accepts, with every
+// trace point and node gradient and no spread.
+func TestDumpedFilesAreV2(t *testing.T) {
+	dir := dumpedCases(t)
+	paths, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no dumped cases in %s (%v)", dir, err)
+	}
+	for _, path := range paths {
+		c, err := golden.Load(path)
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(path), err)
+			continue
+		}
+		if c.Version != 2 {
+			t.Errorf("%s: version %d, expected 2", c.Name, c.Version)
+		}
+		if c.Spread != nil {
+			t.Errorf("%s: has a spread; a dumped file cannot measure one", c.Name)
+		}
+		L := int(c.Config.NumHiddenLayers)
+		for i := 0; i < L; i++ {
+			for _, p := range golden.TracePoints {
+				name := golden.TraceName(i, p.Name)
+				if c.Nodes[name] == nil || c.NodeGrads[name] == nil {
+					t.Errorf("%s: %s or its gradient missing", c.Name, name)
+				}
+			}
+		}
+		if !strings.Contains(c.Generator, "bitnet_modules.") || !strings.Contains(c.Generator, "golden/dump/dump.py") {
+			t.Errorf("%s: generator %q does not name the dumper and the module class", c.Name, c.Generator)
+		}
+	}
+}
+
+// The reference module's dumps, tied and untied, pass every check.
+func TestReferenceModulePasses(t *testing.T) {
+	dir := dumpedCases(t)
+	for _, name := range []string{"reference-tied", "reference-untied"} {
+		t.Run(name, func(t *testing.T) {
+			_, results := evaluate(t, filepath.Join(dir, name+".safetensors"))
+			if len(results) == 0 {
+				t.Fatal("no checks ran")
+			}
+			for _, r := range results {
+				if !r.Passed() {
+					t.Errorf("failed: %s", r)
+				}
+			}
+			t.Logf("%d checks passed", len(results))
+		})
+	}
+}
+
+// firstFailure is the first check, in computation order, that fails.
+func firstFailure(results []conformance.Result) (conformance.Result, bool) {
+	for _, r := range results {
+		if !r.Passed() {
+			return r, true
+		}
+	}
+	return conformance.Result{}, false
+}
+
+// opLevel reports whether the checks include v2 op-level checks (names
+// ending in a trace point, "... → trace.0.attn").
+func opLevel(results []conformance.Result) bool {
+	for _, r := range results {
+		if strings.Contains(r.Check.Name, "trace.0.") {
+			return true
+		}
+	}
+	return false
+}
+
+// Each broken module fails, and the first failing check names the op and the
+// layer the module breaks.
+func TestBrokenModulesFailAtTheirOp(t *testing.T) {
+	dir := dumpedCases(t)
+	for _, tc := range []struct {
+		module string
+		first  *regexp.Regexp // the first failing check's name
+	}{
+		// RoPE is inside the attention op: golden q,k,v → trace.0.attn.
+		{"InterleavedRoPE", regexp.MustCompile(`^layer 0 .*attention.*trace\.0\.attn$`)},
+		{"NoAttnSubNorm", regexp.MustCompile(`^layer 0 .*attn_sub_norm.*trace\.0\.attn_sub_norm$`)},
+		{"LayerNormInput", regexp.MustCompile(`^layer 0 .*(input_layernorm|rmsnorm).*trace\.0\.attn_norm$`)},
+		{"SiLUMLP", regexp.MustCompile(`^layer 0 .*trace\.0\.act$`)},
+		{"PerTensorActQuant", regexp.MustCompile(`^layer 0 .*q_proj.*trace\.0\.q$`)},
+	} {
+		t.Run(tc.module, func(t *testing.T) {
+			_, results := evaluate(t, filepath.Join(dir, tc.module+".safetensors"))
+			r, failed := firstFailure(results)
+			if !failed {
+				t.Fatalf("every one of %d checks passed; the harness missed the departure", len(results))
+			}
+			if !opLevel(results) {
+				// A harness without op-level checks can only name the layer.
+				if !strings.HasPrefix(r.Check.Name, "layer 0 ") {
+					t.Errorf("first failing check is %q, expected one of layer 0\n%s", r.Check.Name, r)
+				}
+				t.Logf("no op-level checks in this harness; only the layer is checked. first failure: %s", r)
+				return
+			}
+			if !tc.first.MatchString(r.Check.Name) {
+				t.Errorf("first failing check is %q, expected one matching %s\n%s", r.Check.Name, tc.first, r)
+			} else {
+				t.Logf("first failure: %s", r)
+			}
+		})
+	}
+}
+
+// A module laid out differently is refused, naming what is missing and
+// what is extra, and the command line exits 2 with no traceback.
+func TestLayoutMismatchIsReported(t *testing.T) {
+	dir := dumpedCases(t)
+	data, err := os.ReadFile(filepath.Join(dir, "layout.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layout map[string]struct {
+		Error          *string
+		Missing, Extra []string
+	}
+	if err := json.Unmarshal(data, &layout); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2][]string{
+		"MissingAttnSubNorm": {{"model.layers.{0,1}.self_attn.attn_sub_norm"}, {}},
+		"ExtraQNorm":         {{}, {"model.layers.{0,1}.self_attn.q_norm"}},
+	}
+	for name, w := range want {
+		got, ok := layout[name]
+		if !ok || got.Error == nil {
+			t.Errorf("%s: dumped without a layout error", name)
+			continue
+		}
+		if strings.Join(got.Missing, ";") != strings.Join(w[0], ";") || strings.Join(got.Extra, ";") != strings.Join(w[1], ";") {
+			t.Errorf("%s: missing %q extra %q, expected missing %q extra %q", name, got.Missing, got.Extra, w[0], w[1])
+		}
+	}
+
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "relu2"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "x.safetensors")
+	cmd := exec.Command(python, filepath.Join(here(t), "dump.py"),
+		"--module", filepath.Join(here(t), "examples", "bitnet_modules.py")+":ExtraQNorm",
+		"--config", cfg, "--out", out)
+	msg, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("dump.py on ExtraQNorm: %v, expected exit status 2\n%s", err, msg)
+	}
+	for _, want := range []string{"layout differs from HF BitNetForCausalLM", "extra:   model.layers.{0,1}.self_attn.q_norm (RMSNorm, 16 parameters)"} {
+		if !strings.Contains(string(msg), want) {
+			t.Errorf("report lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(string(msg), "Traceback") {
+		t.Errorf("report has a traceback:\n%s", msg)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("%s written despite the layout error", out)
+	}
+}
