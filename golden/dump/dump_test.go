@@ -21,8 +21,14 @@ import (
 	"github.com/tritter-ai/conformance/golden"
 )
 
-// python is the interpreter with torch (Debian's python3-torch).
-const python = "/usr/bin/python3"
+// python is the interpreter with torch: Debian's python3-torch, or the one
+// DUMP_PYTHON names.
+var python = func() string {
+	if p := os.Getenv("DUMP_PYTHON"); p != "" {
+		return p
+	}
+	return "/usr/bin/python3"
+}()
 
 func here(t *testing.T) string {
 	_, file, _, ok := runtime.Caller(0)
