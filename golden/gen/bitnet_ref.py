@@ -14,7 +14,7 @@ The functions take an optional `recorder` list. When given, every quantizer
 appends the integer codes it rounded to (in call order), so two runs in
 different precisions can count how many rounding decisions flipped.
 
-They also take an optional `perturb` torch.Generator. When given, every
+They also take an optional `perturb` (a Perturbation). When given, every
 quantizer sees its input multiplied elementwise by (1 + eps), eps uniform in
 [-2^-21, 2^-21], before it computes its scale and rounds (see perturbed()).
 This is how generate.py makes the alternative correct runs behind `spread`.
@@ -32,17 +32,36 @@ SCALE_FLOOR = 1e-5  # both quantizers clamp their statistic from below
 PERTURB_EPS = 2.0 ** -21
 
 
-def perturbed(t, perturb):
-    """t (detached) times (1 + eps) elementwise, eps ~ U[-2^-21, 2^-21).
+class Perturbation:
+    """The rounding noise of one alternative run (see perturbed()).
 
-    eps is drawn from the generator `perturb` in t's dtype, one value per
-    element in row-major order, so a seeded generator fixes every value.
-    With perturb None, t is returned unchanged.
+    A tensor that feeds several quantizers (attn_norm feeds q, k and v;
+    ffn_norm feeds gate and up) gets one draw, reused by each of them: a
+    real implementation computes that tensor once, so all its quantizations
+    see the same rounding of it.
     """
+
+    def __init__(self, seed):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seen = {}  # id(tensor) -> (tensor, perturbed values); the tensor keeps the id alive
+
+    def apply(self, t):
+        key = id(t)
+        if key not in self.seen:
+            data = t.detach()
+            u = torch.rand(data.shape, generator=self.generator, dtype=data.dtype)  # [0, 1)
+            self.seen[key] = (t, data * (1.0 + (2.0 * u - 1.0) * PERTURB_EPS))
+        return self.seen[key][1]
+
+
+def perturbed(t, perturb):
+    """The values a quantizer sees for t: t itself, or with a Perturbation,
+    t times (1 + eps) elementwise, eps = (2u - 1) * 2^-21 with u ~ U[0, 1)
+    drawn in t's dtype, one value per element in row-major order, in the
+    order the quantizers first meet each tensor."""
     if perturb is None:
-        return t
-    u = torch.rand(t.shape, generator=perturb, dtype=t.dtype)  # [0, 1)
-    return t * (1.0 + (2.0 * u - 1.0) * PERTURB_EPS)
+        return t.detach()
+    return perturb.apply(t)
 
 
 def weight_quant(w, recorder=None, perturb=None):
@@ -53,7 +72,7 @@ def weight_quant(w, recorder=None, perturb=None):
     With perturb, W is replaced by W*(1+eps) in both mean|W| and W*s; the
     gradient still passes to w unchanged.
     """
-    seen = perturbed(w.detach(), perturb)
+    seen = perturbed(w, perturb)
     scale = 1.0 / seen.abs().mean().clamp(min=SCALE_FLOOR)
     codes = (seen * scale).round().clamp(-1, 1)
     if recorder is not None:
@@ -69,7 +88,7 @@ def act_quant(x, recorder=None, perturb=None):
     With perturb, x is replaced by x*(1+eps) in both max|x| and x*s; the
     gradient still passes to x unchanged.
     """
-    seen = perturbed(x.detach(), perturb)
+    seen = perturbed(x, perturb)
     absmax = seen.abs().amax(dim=-1, keepdim=True)
     scale = ACT_LEVELS / absmax.clamp(min=SCALE_FLOOR)
     codes = (seen * scale).round().clamp(-128, 127)

@@ -145,7 +145,7 @@ def measure_spread(case, cfg, params, out):
     reference = spread_values(cfg, params, out)
     spread = {name: 0.0 for name, _ in reference}
     runs = [(torch.float64, None)]
-    runs += [(torch.float32, torch.Generator().manual_seed(perturb_seed(case, r))) for r in range(PERTURBED_RUNS)]
+    runs += [(torch.float32, bitnet_ref.Perturbation(perturb_seed(case, r))) for r in range(PERTURBED_RUNS)]
     for dtype, perturb in runs:
         _, _, alt_params, alt_out = run_model_case(case, dtype, perturb=perturb)
         for (name, ref), (alt_name, alt) in zip(reference, spread_values(cfg, alt_params, alt_out)):
