@@ -8,9 +8,12 @@ REPORTS := reports
 # Recommended CI flags (Ginkgo docs). -p is left out on purpose: the model's
 # kernels already use every core, and parallel processes would only fight
 # over them. Add it with GINKGO_EXTRA=-p; full-scale specs are Serial.
+# Long steps print their own progress lines (conformance/progress.go), so
+# Ginkgo's periodic progress reports, a stack dump each, stay off. V=1
+# prints every spec with its report entries and output (ginkgo -v).
+# cmd/summary writes reports/junit.xml from the JSON report.
 GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-going \
-	--poll-progress-after=20s --poll-progress-interval=20s \
-	--junit-report=junit.xml --json-report=report.json --output-dir=$(REPORTS)
+	--json-report=report.json --output-dir=$(REPORTS) $(if $(V),-v)
 # Harness options passed to every suite, e.g. make conformance ARGS='-configs=tiny-mha-tied'
 ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
@@ -20,11 +23,13 @@ PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/
 
 all: test
 
-# The suites, then the whole-run summary; the exit code is ginkgo's.
+# The suites, then the whole-run summary and reports/junit.xml; the exit
+# code is ginkgo's, or the summary's if ginkgo passed.
 conformance:
 	@mkdir -p $(REPORTS)
 	@rc=0; $(GINKGO) $(GINKGO_FLAGS) $(GINKGO_EXTRA) ./suites/... -- $(ARGS) || rc=$$?; \
-		$(GO) run ./cmd/summary -report $(REPORTS)/report.json $(ARGS); exit $$rc
+		summary=0; $(GO) run ./cmd/summary -report $(REPORTS)/report.json -junit $(REPORTS)/junit.xml $(ARGS) || summary=$$?; \
+		exit $$((rc ? rc : summary))
 
 conformance-7b:
 	$(MAKE) conformance ARGS='-configs=tritter-7b $(ARGS)'

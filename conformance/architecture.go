@@ -51,7 +51,7 @@ func describePresetArchitecture(p Preset) {
 		DescribeTable("checklist",
 			func(f Field) {
 				value := f.Value(cfg)
-				AddReportEntry(f.Name, value)
+				AddReportEntry(f.Name, value, ReportEntryVisibilityFailureOrVerbose)
 				Expect(problemsFor(cfg, f.Name)).To(BeEmpty(), "%s: %s", p.Source, f.Name)
 				if hasFacts {
 					Expect(value).To(Equal(f.Fact(facts)), "%s: ours=%v, reference=%v (%s)", f.Name, value, f.Fact(facts), facts.Source)
@@ -71,7 +71,7 @@ func describePresetArchitecture(p Preset) {
 		})
 		It("has KV heads that divide the attention heads", func() {
 			Expect(problemsFor(cfg, "num_key_value_heads")).To(BeEmpty(), "%s", p.Source)
-			AddReportEntry("GQA group size", cfg.GroupSize())
+			AddReportEntry("GQA group size", cfg.GroupSize(), ReportEntryVisibilityFailureOrVerbose)
 		})
 		It("is buildable: no other inconsistent field", func() {
 			Expect(cfg.Problems()).To(BeEmpty(), "%s", p.Source)
@@ -81,9 +81,9 @@ func describePresetArchitecture(p Preset) {
 			Expect(cfg.Problems()).To(BeEmpty(), "%s", p.Source)
 			n := cfg.ParamCount()
 			fp := cfg.Footprint()
-			AddReportEntry("parameters", n)
-			AddReportEntry("ternary parameters", cfg.TernaryParamCount())
-			AddReportEntry("footprint", fmt.Sprintf("fp32 %s, bf16 %s, packed 2-bit %s", HumanBytes(fp.FP32Bytes), HumanBytes(fp.BF16Bytes), HumanBytes(fp.PackedBytes)))
+			AddReportEntry("parameters", n, ReportEntryVisibilityFailureOrVerbose)
+			AddReportEntry("ternary parameters", cfg.TernaryParamCount(), ReportEntryVisibilityFailureOrVerbose)
+			AddReportEntry("footprint", fmt.Sprintf("fp32 %s, bf16 %s, packed 2-bit %s", HumanBytes(fp.FP32Bytes), HumanBytes(fp.BF16Bytes), HumanBytes(fp.PackedBytes)), ReportEntryVisibilityFailureOrVerbose)
 			Expect(fp.FP32Bytes).To(Equal(4 * n))
 			Expect(fp.BF16Bytes).To(Equal(2 * n))
 			Expect(fp.PackedBytes).To(BeNumerically("<", fp.BF16Bytes))

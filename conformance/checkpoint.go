@@ -45,14 +45,14 @@ func describeCheckpointArchitecture(dir string, selected []Preset) {
 			mismatches, err := CheckpointMismatches(dir, preset)
 			Expect(err).NotTo(HaveOccurred())
 			if len(mismatches) == 0 {
-				AddReportEntry("checkpoint config", "COMPATIBLE with "+preset.Name)
+				AddReportEntry("checkpoint config", "COMPATIBLE with "+preset.Name, ReportEntryVisibilityFailureOrVerbose)
 			}
 			Expect(mismatches).To(BeEmpty(), "%s/config.json: MISMATCH with %s:\n%s", dir, preset.Name, MismatchReport(mismatches))
 		})
 		It("has every tensor of the preset's inventory with the right shape and dtype", func() {
 			report, err := checkpoint.Inspect(dir, preset.Config)
 			Expect(err).NotTo(HaveOccurred())
-			AddReportEntry("checkpoint", report.Mode+" layout, "+plural(len(report.Files), "file")+", "+plural(report.TensorCount, "tensor"))
+			AddReportEntry("checkpoint", report.Mode+" layout, "+plural(len(report.Files), "file")+", "+plural(report.TensorCount, "tensor"), ReportEntryVisibilityFailureOrVerbose)
 			lines := ""
 			for _, p := range report.Problems {
 				lines += p.String() + "\n"

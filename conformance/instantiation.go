@@ -37,15 +37,15 @@ func DescribeInstantiation() bool {
 
 				It("builds the model", func() {
 					Expect(m.Config()).To(Equal(s.Config))
-					AddReportEntry("parameter memory", HumanBytes(m.MemoryBytes()))
+					AddReportEntry("parameter memory", HumanBytes(m.MemoryBytes()), ReportEntryVisibilityFailureOrVerbose)
 					if rss, err := PeakRSS(); err == nil {
-						AddReportEntry("peak RSS of this suite process", HumanBytes(rss))
+						AddReportEntry("peak RSS of this suite process", HumanBytes(rss), ReportEntryVisibilityFailureOrVerbose)
 					}
 				})
 
 				It("has exactly the analytic parameter count", func() {
 					got, want := m.ParamCount(), s.Config.ParamCount()
-					AddReportEntry("parameters", Thousands(got))
+					AddReportEntry("parameters", Thousands(got), ReportEntryVisibilityFailureOrVerbose)
 					Expect(got).To(Equal(want), "%s: instantiated %s parameters, analytic count %s", s.Name, Thousands(got), Thousands(want))
 					if s.Name == ReferencePresetName {
 						Expect(got).To(BeNumerically(">=", SeedParamBand[0]), "the seed's ~2B band")

@@ -26,8 +26,8 @@ func Prepare() {
 // the kernel path in the report and fails the suite on a bad KERNELS_PATH.
 func SuiteSetup() bool {
 	return BeforeSuite(func() {
-		AddReportEntry("kernel path", string(kernels.ActivePath()))
-		AddReportEntry("supported kernel paths", fmt.Sprint(kernels.SupportedPaths()))
+		AddReportEntry("kernel path", string(kernels.ActivePath()), ReportEntryVisibilityFailureOrVerbose)
+		AddReportEntry("supported kernel paths", fmt.Sprint(kernels.SupportedPaths()), ReportEntryVisibilityFailureOrVerbose)
 		Expect(kernels.EnvError()).NotTo(HaveOccurred())
 	})
 }

@@ -126,12 +126,3 @@ func (s Subject) Model() (*model.Model, error) {
 	}
 	return m, nil
 }
-
-// Step narrates a long step of a spec with its duration, so a full-scale
-// spec never leaves the terminal silent.
-func Step(text string, body func()) {
-	GinkgoHelper()
-	start := time.Now()
-	By(text, body)
-	fmt.Fprintf(GinkgoWriter, "  %s: %.2fs\n", text, time.Since(start).Seconds())
-}

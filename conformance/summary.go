@@ -11,15 +11,49 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 )
 
-// ReportSummary registers a ReportAfterSuite node that prints the run
-// summary in the spirit of the seed script: the config table, COMPATIBLE or
-// MISMATCH against the reference, the parameter counts, the spec counts and
-// VALIDATION PASSED or FAILED. Call it once per suite.
+// ReportSummary registers a ReportAfterSuite node that prints the suite's
+// result in one line, or with -v the suite's summary as WriteSummary
+// prints it. cmd/summary prints the summary of a whole run. Call it once
+// per suite.
 func ReportSummary() bool {
 	return ReportAfterSuite("conformance summary", func(r Report) {
-		presets, _ := Flags.Select()
-		WriteSummary(os.Stdout, []types.Report{r}, presets)
+		if _, reporter := GinkgoConfiguration(); reporter.Verbose || reporter.VeryVerbose {
+			presets, _ := Flags.Select()
+			WriteSummary(os.Stdout, []types.Report{r}, presets)
+			return
+		}
+		WriteSuiteResult(os.Stdout, r)
 	})
+}
+
+// WriteSuiteResult prints one line for a suite, for example
+// "Forward Suite: 315 passed, 0 failed, 1 skipped: VALIDATION PASSED",
+// after a newline that ends Ginkgo's line of progress dots.
+func WriteSuiteResult(w io.Writer, r types.Report) {
+	passed, failed, skipped := specCounts(r)
+	verdict := "VALIDATION PASSED"
+	if !r.SuiteSucceeded || failed > 0 {
+		verdict = "VALIDATION FAILED"
+	}
+	fmt.Fprintf(w, "\n%s: %d passed, %d failed, %d skipped: %s\n", r.SuiteDescription, passed, failed, skipped, verdict)
+}
+
+// specCounts counts a suite's It specs by outcome; setup nodes do not count.
+func specCounts(r types.Report) (passed, failed, skipped int) {
+	for _, s := range r.SpecReports {
+		if s.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		switch {
+		case s.State.Is(types.SpecStatePassed):
+			passed++
+		case s.State.Is(types.SpecStateFailureStates):
+			failed++
+		case s.State.Is(types.SpecStateSkipped | types.SpecStatePending):
+			skipped++
+		}
+	}
+	return passed, failed, skipped
 }
 
 // WriteSummary prints the summary of one or more suite reports and reports
@@ -35,22 +69,17 @@ func WriteSummary(w io.Writer, reports []types.Report, presets []Preset) bool {
 	succeeded := true
 	for _, r := range reports {
 		succeeded = succeeded && r.SuiteSucceeded
+		suitePassed, suiteFailed, suiteSkipped := specCounts(r)
+		passed, failed, skipped = passed+suitePassed, failed+suiteFailed, skipped+suiteSkipped
 		for _, s := range r.SpecReports {
-			if s.LeafNodeType != types.NodeTypeIt {
-				if s.State.Is(types.SpecStateFailureStates) {
-					failures = append(failures, fmt.Sprintf("%s: %s: %s", r.SuiteDescription, s.LeafNodeType, firstLine(s.Failure.Message)))
-				}
+			if !s.State.Is(types.SpecStateFailureStates) {
 				continue
 			}
-			switch {
-			case s.State.Is(types.SpecStatePassed):
-				passed++
-			case s.State.Is(types.SpecStateFailureStates):
-				failed++
-				failures = append(failures, fmt.Sprintf("%s: %s: %s", r.SuiteDescription, s.FullText(), firstLine(s.Failure.Message)))
-			case s.State.Is(types.SpecStateSkipped | types.SpecStatePending):
-				skipped++
+			what := s.FullText()
+			if s.LeafNodeType != types.NodeTypeIt {
+				what = s.LeafNodeType.String()
 			}
+			failures = append(failures, fmt.Sprintf("%s: %s: %s", r.SuiteDescription, what, firstLine(s.Failure.Message)))
 		}
 	}
 	for _, f := range failures {
