@@ -16,7 +16,7 @@ GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-goin
 	--json-report=report.json --output-dir=$(REPORTS) $(if $(V),-v)
 # Harness options passed to every suite, e.g. make conformance ARGS='-configs=tiny-mha-tied'
 ARGS ?=
-PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/...
+PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/... ./cmd/...
 
 .PHONY: all conformance conformance-7b test unit fuzz-short fuzz ci-soak bench bench-kernels \
 	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
