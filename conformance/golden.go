@@ -3,8 +3,6 @@ package conformance
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -14,206 +12,115 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// Check is one comparison of an implementation against a golden case. The
-// numerics and gradient specs are made of checks, and the harness's
-// self-tests run the very same checks against broken implementations.
-type Check struct {
-	// Name says what is compared, naming the op and layer, for example
-	// "layer 1 output (hidden.2), teacher-forced from hidden.1".
-	Name     string
-	Quantity Quantity
-	// Run computes the actual tensor and returns it with the expected one.
-	Run func(impl Implementation) (actual, expected *model.Tensor, err error)
-}
-
-// Result is the outcome of a check.
-type Result struct {
-	Check      Check
-	Comparison Comparison
-	Err        error
-}
-
-// Passed reports whether the check ran and was within tolerance.
-func (r Result) Passed() bool { return r.Err == nil && r.Comparison.Within(Policy[r.Check.Quantity]) }
-
-func (r Result) String() string {
-	if r.Err != nil {
-		return fmt.Sprintf("%s: error: %v", r.Check.Name, r.Err)
-	}
-	return fmt.Sprintf("%s: %s", r.Check.Name, r.Comparison)
-}
-
-// Evaluate runs a check and measures it against the policy. A panic in the
-// implementation becomes the result's error, so one broken op never hides
-// the other checks.
-func (c Check) Evaluate(impl Implementation) (result Result) {
-	defer func() {
-		if r := recover(); r != nil {
-			result = Result{Check: c, Err: fmt.Errorf("panic: %v", r)}
-		}
-	}()
-	actual, expected, err := c.Run(impl)
-	if err != nil {
-		return Result{Check: c, Err: err}
-	}
-	if actual == nil || !slices.Equal(actual.Shape, expected.Shape) {
-		shape := "none"
-		if actual != nil {
-			shape = model.ShapeString(actual.Shape)
-		}
-		return Result{Check: c, Err: fmt.Errorf("shape %s, expected %s", shape, model.ShapeString(expected.Shape))}
-	}
-	return Result{Check: c, Comparison: Compare(actual.Data, expected.Data, expected.Shape, Policy[c.Quantity])}
-}
-
-// scalar wraps a number as a 0-d tensor so loss uses the same machinery.
-func scalar(v float64) *model.Tensor {
-	return &model.Tensor{Shape: []int{}, Data: []float32{float32(v)}}
-}
-
-// ForwardChecks lists the numerics checks of a model case: the embedding,
-// every layer teacher-forced from the golden hidden state before it,
-// final_norm, the end-to-end logits and the loss, and agreement between the
-// integer-kernel and float paths.
-func ForwardChecks(c *golden.Case) []Check {
+// BitLinearCaseChecks lists the checks of a bitlinear case: y, and the
+// straight-through gradients when the case has them, each per element
+// within its BitLinear bound.
+func BitLinearCaseChecks(c *golden.Case, target Target) []Check {
+	N, in, out := c.X.Shape[0], c.X.Shape[1], c.Weight.Shape[0]
 	checks := []Check{{
-		Name: "embedding (hidden.0)", Quantity: QuantityEmbedding,
-		Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-			h, err := impl.Embed(c.Batch)
-			return h, c.Hidden[0], err
-		},
-	}}
-	for i := 0; i+1 < len(c.Hidden); i++ {
-		checks = append(checks, Check{
-			Name:     fmt.Sprintf("layer %d output (hidden.%d), teacher-forced from hidden.%d", i, i+1, i),
-			Quantity: QuantityLayer,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				h, err := impl.Layer(i, c.Hidden[i], model.ComputeKernels)
-				return h, c.Hidden[i+1], err
-			},
-		})
-	}
-	last := len(c.Hidden) - 1
-	checks = append(checks,
-		Check{
-			Name: fmt.Sprintf("final_norm of hidden.%d", last), Quantity: QuantityFinalNorm,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				h, err := impl.FinalNorm(c.Hidden[last])
-				return h, c.FinalNorm, err
-			},
-		},
-		Check{
-			Name: "logits, end to end", Quantity: QuantityLogits,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				out, err := impl.Forward(c.Batch, model.ForwardOptions{})
-				if err != nil {
-					return nil, nil, err
-				}
-				return out.Logits, c.Logits, nil
-			},
-		},
-		Check{
-			Name: "loss (mean next-token cross-entropy)", Quantity: QuantityLoss,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				out, err := impl.Forward(c.Batch, model.ForwardOptions{})
-				if err != nil {
-					return nil, nil, err
-				}
-				loss, err := model.CrossEntropy(out.Logits, c.Batch)
-				return scalar(loss), scalar(c.Loss), err
-			},
-		},
-		Check{
-			Name: "integer-kernel logits against float-path logits", Quantity: QuantityKernelPath,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				ints, err := impl.Forward(c.Batch, model.ForwardOptions{Compute: model.ComputeKernels})
-				if err != nil {
-					return nil, nil, err
-				}
-				floats, err := impl.Forward(c.Batch, model.ForwardOptions{Compute: model.ComputeFloat})
-				if err != nil {
-					return nil, nil, err
-				}
-				return ints.Logits, floats.Logits, nil
-			},
-		},
-	)
-	return checks
-}
-
-// GradientChecks lists one check per golden grad.* tensor of a model case.
-func GradientChecks(c *golden.Case) []Check {
-	names := make([]string, 0, len(c.Grads))
-	for name := range c.Grads {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var cache struct {
-		impl  Implementation
-		grads map[string]*model.Tensor
-		err   error
-	}
-	grads := func(impl Implementation) (map[string]*model.Tensor, error) {
-		if cache.impl != impl {
-			cache.impl = impl
-			r, err := impl.Gradients(c.Batch, model.GradOptions{Keep: true})
-			cache.grads, cache.err = nil, err
-			if err == nil {
-				cache.grads = r.Grads
-			}
-		}
-		return cache.grads, cache.err
-	}
-	checks := make([]Check, 0, len(names))
-	for _, name := range names {
-		checks = append(checks, Check{
-			Name: "grad of " + name, Quantity: QuantityGrad,
-			Run: func(impl Implementation) (*model.Tensor, *model.Tensor, error) {
-				g, err := grads(impl)
-				if err != nil {
-					return nil, nil, err
-				}
-				return g[name], c.Grads[name], nil
-			},
-		})
-	}
-	return checks
-}
-
-// BitLinearChecks lists the checks of a bitlinear case: y, and the
-// straight-through gradients when the case has them.
-func BitLinearChecks(c *golden.Case, target Target) []Check {
-	checks := []Check{{
-		Name: "bitlinear y = linear(act_quant(x), weight_quant(weight))", Quantity: QuantityBitLinear,
-		Run: func(Implementation) (*model.Tensor, *model.Tensor, error) {
+		Name: "bitlinear y = linear(act_quant(x), weight_quant(weight)) from golden x, weight → y", Layer: -1, Op: "BitLinear", Tensor: "y", Stage: StageForward,
+		run: func(*caseRun) (Measurement, error) {
 			y, err := target.BitLinear(c.X, c.Weight)
-			return y, c.Y, err
+			if err != nil {
+				return Measurement{}, err
+			}
+			return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
 		},
 	}}
-	return checks
+	if c.GradY == nil {
+		return checks
+	}
+	var gxBound, gwBound []float64
+	var gx, gw *model.Tensor
+	var gradErr error
+	backward := func() error {
+		if gxBound == nil {
+			gxBound, gwBound = bitLinearBackwardBound(c.X.Data, c.Weight.Data, c.GradY.Data, N, out, in)
+			gx, gw, gradErr = target.BitLinearBackward(c.X, c.Weight, c.GradY)
+		}
+		return gradErr
+	}
+	return append(checks,
+		Check{Name: "bitlinear backward (straight-through) from golden x, weight, grad_y → grad.x", Layer: -1, Op: "BitLinear backward", Tensor: "grad.x", Stage: StageBackward,
+			run: func(*caseRun) (Measurement, error) {
+				if err := backward(); err != nil {
+					return Measurement{}, err
+				}
+				return compareElements(gx, c.GradX, gxBound)
+			}},
+		Check{Name: "bitlinear backward (straight-through) from golden x, weight, grad_y → grad.weight", Layer: -1, Op: "BitLinear backward", Tensor: "grad.weight", Stage: StageBackward,
+			run: func(*caseRun) (Measurement, error) {
+				if err := backward(); err != nil {
+					return Measurement{}, err
+				}
+				return compareElements(gw, c.GradWeight, gwBound)
+			}},
+	)
 }
 
-// BitLinearGradChecks lists grad.x and grad.weight of a bitlinear case.
-func BitLinearGradChecks(c *golden.Case, target Target) []Check {
-	if c.GradY == nil {
-		return nil
+// CaseChecks lists every check of a case in computation order.
+func CaseChecks(c *golden.Case, target Target) []Check {
+	if c.Kind == golden.KindBitlinear {
+		return BitLinearCaseChecks(c, target)
 	}
-	run := func(pick func(gx, gw *model.Tensor) (*model.Tensor, *model.Tensor)) func(Implementation) (*model.Tensor, *model.Tensor, error) {
-		return func(Implementation) (*model.Tensor, *model.Tensor, error) {
-			gx, gw, err := target.BitLinearBackward(c.X, c.Weight, c.GradY)
-			if err != nil {
-				return nil, nil, err
-			}
-			actual, expected := pick(gx, gw)
-			return actual, expected, nil
+	return ModelCaseChecks(c)
+}
+
+// isGradient reports whether a check belongs to the gradient suite.
+func (c Check) isGradient() bool {
+	return c.Stage == StageBackward || strings.HasPrefix(c.Tensor, "grad.")
+}
+
+// NumericsChecks returns the checks the golden (forward) specs run: the
+// forward op checks and the forward end-to-end checks.
+func NumericsChecks(c *golden.Case, target Target) []Check {
+	var out []Check
+	for _, check := range CaseChecks(c, target) {
+		if !check.isGradient() {
+			out = append(out, check)
 		}
 	}
-	return []Check{
-		{Name: "bitlinear grad.x (straight-through)", Quantity: QuantityBitLinGrad,
-			Run: run(func(gx, _ *model.Tensor) (*model.Tensor, *model.Tensor) { return gx, c.GradX })},
-		{Name: "bitlinear grad.weight (straight-through)", Quantity: QuantityBitLinGrad,
-			Run: run(func(_, gw *model.Tensor) (*model.Tensor, *model.Tensor) { return gw, c.GradWeight })},
+	return out
+}
+
+// GradChecks returns the checks the gradient specs run: the backward op
+// checks and the parameter gradients end to end.
+func GradChecks(c *golden.Case, target Target) []Check {
+	var out []Check
+	for _, check := range CaseChecks(c, target) {
+		if check.isGradient() {
+			out = append(out, check)
+		}
 	}
+	return out
+}
+
+// EvaluateCase runs checks of one case against a target outside Ginkgo, on
+// the compute path of -golden-compute, and returns every result in order.
+// The specs run the same checks.
+func EvaluateCase(c *golden.Case, target Target, checks []Check) ([]Result, error) {
+	compute, err := Flags.GoldenComputePath()
+	if err != nil {
+		return nil, err
+	}
+	return EvaluateCaseOn(c, target, checks, compute)
+}
+
+// EvaluateCaseOn is EvaluateCase on a given compute path.
+func EvaluateCaseOn(c *golden.Case, target Target, checks []Check, compute model.Compute) ([]Result, error) {
+	r := &caseRun{c: c, compute: compute}
+	if c.Kind != golden.KindBitlinear {
+		impl, err := target.FromTensors(c.Config, c.Params)
+		if err != nil {
+			return nil, fmt.Errorf("%s: building %s: %w", c.Path, target.Name, err)
+		}
+		r.impl = impl
+	}
+	results := make([]Result, len(checks))
+	for i, check := range checks {
+		results[i] = check.evaluate(r)
+	}
+	return results, nil
 }
 
 // goldenCases holds the golden cases, loaded by Prepare before RunSpecs
@@ -274,76 +181,58 @@ func caseName(path string) string {
 }
 
 // DescribeGolden registers the numerics specs: one container per golden
-// case, with one spec per check, run against ModelTarget.
+// case, with one spec per forward check, run against ModelTarget.
 func DescribeGolden() bool {
 	return Describe("Golden numerics", SuiteLabel("golden"), Label("golden"), func() {
 		describeGoldenCases(func(name string, c *golden.Case) {
 			Describe(name, func() {
-				describeChecks(c, NumericsChecks(c, ModelTarget))
+				describeChecks(c, false)
 			})
 		})
 	})
 }
 
-// describeChecks registers one spec per check of a golden case, all run
-// against one ModelTarget implementation built from the case's weights on
-// first use.
-func describeChecks(c *golden.Case, checks []Check) {
-	var impl Implementation
-	if c.Kind != golden.KindBitlinear {
-		BeforeEach(func() {
-			if impl == nil {
-				var err error
-				impl, err = ModelTarget.FromTensors(c.Config, c.Params)
-				Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Path)
-			}
-		})
-	}
-	for _, check := range checks {
-		It(check.Name, func() { expectCheck(check, impl) })
-	}
-}
-
-// expectCheck runs a check inside a spec with a MatchTensor failure message.
-func expectCheck(check Check, impl Implementation) {
-	GinkgoHelper()
-	actual, expected, err := check.Run(impl)
-	Expect(err).NotTo(HaveOccurred(), check.Name)
-	Expect(actual).To(MatchTensor(expected, check.Quantity, check.Name))
-}
-
-// NumericsChecks returns the forward-numerics checks of a case: ForwardChecks
-// for model cases, BitLinearChecks for bitlinear ones.
-func NumericsChecks(c *golden.Case, target Target) []Check {
-	if c.Kind == golden.KindBitlinear {
-		return BitLinearChecks(c, target)
-	}
-	return ForwardChecks(c)
-}
-
-// GradChecks returns the gradient checks of a case: GradientChecks for model
-// cases, BitLinearGradChecks for bitlinear ones.
-func GradChecks(c *golden.Case, target Target) []Check {
-	if c.Kind == golden.KindBitlinear {
-		return BitLinearGradChecks(c, target)
-	}
-	return GradientChecks(c)
-}
-
-// EvaluateCase runs checks of one case against a target outside Ginkgo and
-// returns every result. The specs run the same checks.
-func EvaluateCase(c *golden.Case, target Target, checks []Check) ([]Result, error) {
-	var impl Implementation
-	if c.Kind != golden.KindBitlinear {
-		var err error
-		impl, err = target.FromTensors(c.Config, c.Params)
-		if err != nil {
-			return nil, fmt.Errorf("%s: building %s: %w", c.Path, target.Name, err)
+// describeChecks registers one spec per check of a golden case (the
+// gradient checks or the others). Every check of the case, both suites'
+// included, is evaluated once, in computation order, on first use, so that
+// a failure can say where divergence starts.
+func describeChecks(c *golden.Case, gradients bool) {
+	all := CaseChecks(c, ModelTarget)
+	var results []Result
+	var evalErr error
+	evaluate := func() {
+		if results == nil && evalErr == nil {
+			results, evalErr = EvaluateCase(c, ModelTarget, all)
+			recordNumerics(c, results)
 		}
 	}
-	results := make([]Result, len(checks))
-	for i, check := range checks {
-		results[i] = check.Evaluate(impl)
+	for i, check := range all {
+		if check.isGradient() != gradients {
+			continue
+		}
+		It(check.Name, func() {
+			evaluate()
+			Expect(evalErr).NotTo(HaveOccurred(), "building the model from %s", c.Path)
+			expectResult(results, i)
+		})
 	}
-	return results, nil
+}
+
+// expectResult fails the spec when result i failed, saying where the
+// case's divergence starts.
+func expectResult(results []Result, i int) {
+	GinkgoHelper()
+	r := results[i]
+	if r.Passed() {
+		return
+	}
+	msg := r.String()
+	if first := FirstFailure(results); first != nil {
+		if first.Check.Name == r.Check.Name {
+			msg += "\n(divergence starts here: this is the case's first failing check in computation order)"
+		} else {
+			msg += "\n(divergence starts earlier, at: " + first.String() + ")"
+		}
+	}
+	Fail(msg)
 }

@@ -11,19 +11,17 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// brokenModel panics in one op and errors in another; the checks must turn
-// both into failing results and still run every other check.
+// brokenModel panics in teacher forcing and errors in the forward pass;
+// the checks must turn both into failing results and still run every
+// other check.
 type brokenModel struct{ *model.Model }
 
-func (b brokenModel) Layer(i int, x *model.Tensor, c model.Compute) (*model.Tensor, error) {
-	if i == 0 {
-		panic("index out of range [7] with length 7")
-	}
-	return b.Model.Layer(i, x, c)
+func (b brokenModel) TeacherForced(model.Batch, map[string]*model.Tensor, model.GradOptions) (*model.TeacherResult, error) {
+	panic("index out of range [7] with length 7")
 }
 
-func (b brokenModel) FinalNorm(*model.Tensor) (*model.Tensor, error) {
-	return nil, errors.New("final norm is not implemented")
+func (b brokenModel) Forward(model.Batch, model.ForwardOptions) (*model.Output, error) {
+	return nil, errors.New("forward is not implemented")
 }
 
 func TestChecksSurvivePanicsAndErrors(t *testing.T) {
@@ -38,33 +36,28 @@ func TestChecksSurvivePanicsAndErrors(t *testing.T) {
 			return brokenModel{m}, err
 		},
 	}
-	results, err := conformance.EvaluateCase(c, target, conformance.ForwardChecks(c))
+	checks := conformance.CaseChecks(c, target)
+	results, err := conformance.EvaluateCaseOn(c, target, checks, model.ComputeKernels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var failed []string
+	if len(results) != len(checks) {
+		t.Fatalf("%d results for %d checks", len(results), len(checks))
+	}
 	for _, r := range results {
-		if !r.Passed() {
-			failed = append(failed, r.String())
+		if r.Passed() {
+			t.Errorf("%s passed against a model that panics and errors", r.Check.Name)
+			continue
+		}
+		want := "panic: index out of range"
+		if r.Check.Stage == conformance.StageEndToEnd {
+			want = "forward is not implemented"
+		}
+		if !strings.Contains(r.String(), want) {
+			t.Errorf("%s: %q lacks %q", r.Check.Name, r.String(), want)
 		}
 	}
-	joined := strings.Join(failed, "\n")
-	if len(failed) != 2 || !strings.Contains(joined, "layer 0 output (hidden.1)") || !strings.Contains(joined, "panic: index out of range") ||
-		!strings.Contains(joined, "final_norm") || !strings.Contains(joined, "not implemented") {
-		t.Errorf("expected exactly the layer-0 panic and the final_norm error to fail, got:\n%s", joined)
-	}
-}
-
-func TestCompareReportsWorstIndexAndFraction(t *testing.T) {
-	expected := []float32{1, 2, 3, 4, 5, 6}
-	actual := []float32{1, 2, 3, 4, 5.5, 6}
-	cmp := conformance.Compare(actual, expected, []int{2, 3}, conformance.Policy[conformance.QuantityLayer])
-	if cmp.WorstIndex[0] != 1 || cmp.WorstIndex[1] != 1 || cmp.MaxAbs != 0.5 || cmp.Outside != 1 {
-		t.Errorf("comparison %+v", cmp)
-	}
-	for _, want := range []string{"max abs error 0.5 at [1 1]", "1 of 6 elements (16.67%)"} {
-		if !strings.Contains(cmp.String(), want) {
-			t.Errorf("%q lacks %q", cmp.String(), want)
-		}
+	if first := conformance.FirstFailure(results); first == nil || !strings.Contains(first.Check.Name, "embedding") {
+		t.Errorf("first failure %v, expected the embedding check (the first op)", first)
 	}
 }

@@ -97,13 +97,12 @@ func DescribeGradient() bool {
 		}
 		describeGoldenCases(func(name string, c *golden.Case) {
 			Describe(name, Label("golden"), func() {
-				checks := GradChecks(c, ModelTarget)
-				if len(checks) == 0 {
+				if len(GradChecks(c, ModelTarget)) == 0 {
 					It("has gradients to compare", func() {
-						Skip(c.Path + " has no grad.* tensors: the golden format makes them optional")
+						Skip(c.Path + " has no grad.* tensors: the golden format makes them optional in v1")
 					})
 				}
-				describeChecks(c, checks)
+				describeChecks(c, true)
 			})
 		})
 	})

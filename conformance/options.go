@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/tritter-ai/conformance/model"
 )
 
 // Options are the harness options every suite accepts. Flags bind straight
@@ -25,10 +27,20 @@ type Options struct {
 	// ModelDir is an HF checkpoint folder to check and run (flag -model-dir,
 	// env CONFORMANCE_MODEL_DIR). Empty means random initialisation only.
 	ModelDir string
+	// MasterDir is the online (bf16/f32 master) checkpoint folder that the
+	// offline ModelDir checkpoint was converted from (flag -master-dir, env
+	// CONFORMANCE_MASTER_DIR). When set, the forward suite checks the
+	// conversion code by code, scale by scale, tensor by tensor and on
+	// logits. Empty means no cross-checkpoint check.
+	MasterDir string
 	// GoldenDir is a comma-separated list of extra golden-case folders
 	// (flag -golden-dir, env CONFORMANCE_GOLDEN_DIR). The project's own
 	// golden/cases folder always runs.
 	GoldenDir string
+	// GoldenCompute is the path the golden checks run the model on (flag
+	// -golden-compute, env CONFORMANCE_GOLDEN_COMPUTE): kernels (integer
+	// kernels, the default), float (torch's float32 formulation) or float64.
+	GoldenCompute string
 	// Seed seeds random initialisation and random inputs (flag -seed).
 	Seed uint64
 }
@@ -50,7 +62,9 @@ func RegisterFlags() {
 		flag.StringVar(&Flags.Configs, "configs", "", "comma-separated presets to run (env CONFORMANCE_CONFIGS; default "+strings.Join(DefaultConfigs, ",")+")")
 		flag.StringVar(&Flags.ConfigDir, "config-dir", "", "folder of extra preset config.json files (env CONFORMANCE_CONFIG_DIR)")
 		flag.StringVar(&Flags.ModelDir, "model-dir", "", "HF BitNet checkpoint folder to check (env CONFORMANCE_MODEL_DIR)")
+		flag.StringVar(&Flags.MasterDir, "master-dir", "", "online master checkpoint folder that the offline -model-dir was converted from (env CONFORMANCE_MASTER_DIR)")
 		flag.StringVar(&Flags.GoldenDir, "golden-dir", "", "comma-separated extra golden-case folders (env CONFORMANCE_GOLDEN_DIR)")
+		flag.StringVar(&Flags.GoldenCompute, "golden-compute", "", "compute path of the golden checks: kernels (default), float or float64 (env CONFORMANCE_GOLDEN_COMPUTE)")
 		flag.Uint64Var(&Flags.Seed, "seed", 1, "seed for random initialisation and inputs")
 	})
 }
@@ -67,8 +81,24 @@ func (o Options) Resolved() Options {
 	fill(&o.Configs, "CONFORMANCE_CONFIGS")
 	fill(&o.ConfigDir, "CONFORMANCE_CONFIG_DIR")
 	fill(&o.ModelDir, "CONFORMANCE_MODEL_DIR")
+	fill(&o.MasterDir, "CONFORMANCE_MASTER_DIR")
 	fill(&o.GoldenDir, "CONFORMANCE_GOLDEN_DIR")
+	fill(&o.GoldenCompute, "CONFORMANCE_GOLDEN_COMPUTE")
 	return o
+}
+
+// GoldenComputePath maps GoldenCompute to a model compute path.
+func (o Options) GoldenComputePath() (model.Compute, error) {
+	switch v := o.Resolved().GoldenCompute; v {
+	case "", "kernels":
+		return model.ComputeKernels, nil
+	case "float":
+		return model.ComputeFloat, nil
+	case "float64":
+		return model.ComputeFloat64, nil
+	default:
+		return 0, fmt.Errorf("-golden-compute: expected kernels, float or float64, got %q", v)
+	}
 }
 
 // GoldenDirs splits GoldenDir into folders.

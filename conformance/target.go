@@ -5,12 +5,15 @@ import "github.com/tritter-ai/conformance/model"
 // Implementation is the model under test, as the golden and gradient specs
 // see it. *model.Model is the production implementation; the harness's own
 // self-tests run the same specs against deliberately broken ones.
+//
+// The golden op checks need one entry point beyond the forward and
+// backward passes: TeacherForced, which runs both with every op fed the
+// golden values of its inputs (see model.TeacherForced). Spread
+// measurement calls Forward and Gradients with a Jitter seed.
 type Implementation interface {
 	Forward(b model.Batch, opts model.ForwardOptions) (*model.Output, error)
-	Embed(b model.Batch) (*model.Tensor, error)
-	Layer(i int, x *model.Tensor, compute model.Compute) (*model.Tensor, error)
-	FinalNorm(x *model.Tensor) (*model.Tensor, error)
 	Gradients(b model.Batch, opts model.GradOptions) (*model.GradResult, error)
+	TeacherForced(b model.Batch, golden map[string]*model.Tensor, opts model.GradOptions) (*model.TeacherResult, error)
 }
 
 // Target builds implementations from golden weights.

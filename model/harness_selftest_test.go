@@ -6,6 +6,7 @@ package model_test
 // through model/export_test.go, which production code cannot reach.
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -54,78 +55,111 @@ func committedCases(t *testing.T) []*golden.Case {
 	return cases
 }
 
-// failures runs the numerics (or gradient) checks of every case and returns
-// "case: check: comparison" for each failing one.
-func failures(t *testing.T, cases []*golden.Case, target conformance.Target, gradients bool) []string {
+// caseResults runs every check of every case (computation order) on the
+// kernel path and returns them per case.
+func caseResults(t *testing.T, cases []*golden.Case, target conformance.Target) map[*golden.Case][]conformance.Result {
 	t.Helper()
-	var out []string
+	out := map[*golden.Case][]conformance.Result{}
 	for _, c := range cases {
-		checks := conformance.NumericsChecks(c, target)
-		if gradients {
-			checks = conformance.GradChecks(c, target)
-		}
-		results, err := conformance.EvaluateCase(c, target, checks)
+		results, err := conformance.EvaluateCaseOn(c, target, conformance.CaseChecks(c, target), model.ComputeKernels)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range results {
-			if !r.Passed() {
-				out = append(out, c.Name+": "+r.String())
-			}
-		}
+		out[c] = results
 	}
 	return out
 }
 
 func TestCorrectModelPassesEveryCheck(t *testing.T) {
 	cases := committedCases(t)
-	for _, gradients := range []bool{false, true} {
-		if f := failures(t, cases, conformance.ModelTarget, gradients); len(f) > 0 {
-			t.Errorf("the correct model fails %d checks (gradients=%v):\n%s", len(f), gradients, strings.Join(f, "\n"))
+	for _, compute := range []model.Compute{model.ComputeKernels, model.ComputeFloat} {
+		for _, c := range cases {
+			results, err := conformance.EvaluateCaseOn(c, conformance.ModelTarget, conformance.CaseChecks(c, conformance.ModelTarget), compute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range results {
+				if !r.Passed() {
+					t.Errorf("%s (%v path): the correct model fails %s", c.Name, compute, r)
+				}
+			}
 		}
 	}
 }
 
+// selfTestBugs lists each injectable bug with the op whose check must be
+// the first to fail (computation order) on every committed case the bug
+// changes, and the layer of that check (-1: model-level or a bitlinear
+// case; -2: any layer, for backward bugs that show first in the last
+// layer the backward pass reaches).
+var selfTestBugs = []struct {
+	bug, op string
+	layer   int
+}{
+	{"round-half-away", "BitLinear", -1},
+	{"max-weight-scale", "BitLinear", -2},
+	{"act-quant-per-tensor", "BitLinear", -2},
+	{"no-ste", "BitLinear", -2},
+	{"weight-grad-latent-x", "BitLinear", -2},
+	{"input-grad-latent-w", "BitLinear", -2},
+	{"no-attn-sub-norm", "attn_sub_norm (RMSNorm)", 0},
+	{"no-ffn-sub-norm", "ffn_sub_norm (RMSNorm)", 0},
+	{"eps-outside-sqrt", "input_layernorm (RMSNorm)", 0},
+	{"silu", "relu²(gate)·up", 0},
+	{"interleaved-rope", "attention (RoPE, causal softmax)", 0},
+	{"gqa-mod-mapping", "attention (RoPE, causal softmax)", 0},
+	{"no-causal-mask", "attention (RoPE, causal softmax)", 0},
+	{"attn-scale-1-over-hd", "attention (RoPE, causal softmax)", 0},
+	{"no-attn-residual", "attention residual (x + o)", 0},
+	{"mlp-residual-from-input", "MLP residual (h + down)", 0},
+	{"embedding-scaled", "embedding lookup", -1},
+	{"quantized-lm-head", "lm_head (unquantized)", -1},
+	{"loss-no-shift", "cross-entropy loss", -1},
+	{"loss-grad-sum", "cross-entropy backward", -1},
+	{"no-head-input-grad", "lm_head backward", -1},
+	{"norm-grad-no-mean-term", "model.norm (RMSNorm) backward", -1},
+	{"norm-weight-grad-no-rstd", "model.norm (RMSNorm) weight gradient", -1},
+	{"relu2-grad-no-factor-2", "relu²(gate)·up backward", -2},
+	{"softmax-grad-no-sum", "attention backward (RoPE, causal softmax)", -2},
+	{"gqa-grad-first-head", "attention backward (RoPE, causal softmax)", -2},
+	{"rope-grad-same-angle", "attention backward (RoPE, causal softmax)", -2},
+	{"no-residual-grad", "attention residual backward", -2},
+	{"embedding-grad-assign", "embedding gradient", -1},
+	{"tied-grad-one-path", "embedding gradient (lookup + tied lm_head)", -1},
+}
+
+// TestHarnessCatchesEveryBug injects each bug and requires that some
+// committed case fails, and that on every failing v2 or bitlinear case the
+// first failing check is the op the bug breaks.
 func TestHarnessCatchesEveryBug(t *testing.T) {
 	cases := committedCases(t)
-	// Each bug, whether the gradient specs (rather than the numerics specs)
-	// must catch it, and the op and layer the failing check must name.
-	bugs := []struct {
-		bug       string
-		gradients bool
-		names     string
-	}{
-		{"round-half-away", false, "bitlinear y"},
-		{"max-weight-scale", false, "layer 0 output"},
-		{"no-attn-sub-norm", false, "layer 0 output"},
-		{"no-ffn-sub-norm", false, "layer 0 output"},
-		{"silu", false, "layer 0 output"},
-		{"interleaved-rope", false, "layer 0 output"},
-		{"gqa-mod-mapping", false, "layer 0 output"},
-		{"no-causal-mask", false, "layer 0 output"},
-		{"quantized-lm-head", false, "logits"},
-		{"eps-outside-sqrt", false, "final_norm"},
-		{"attn-scale-1-over-hd", false, "layer 0 output"},
-		{"no-ste", true, "grad of model.layers.0.self_attn.q_proj.weight"},
-		{"tied-grad-one-path", true, "grad of model.embed_tokens.weight"},
+	if len(selfTestBugs) != len(model.Bugs()) {
+		t.Fatalf("the self-test covers %d bugs, model has %d: %v", len(selfTestBugs), len(model.Bugs()), model.Bugs())
 	}
-	if len(bugs) != len(model.Bugs()) {
-		t.Fatalf("the self-test covers %d bugs, model has %d: %v", len(bugs), len(model.Bugs()), model.Bugs())
+	var opLevel []*golden.Case
+	for _, c := range cases {
+		if c.Kind == golden.KindBitlinear || c.Version >= 2 {
+			opLevel = append(opLevel, c)
+		}
 	}
-	for _, b := range bugs {
+	for _, b := range selfTestBugs {
 		t.Run(b.bug, func(t *testing.T) {
-			f := failures(t, cases, bugTarget(b.bug), b.gradients)
-			if len(f) == 0 {
-				t.Fatalf("no check fails against a model with %s", b.bug)
+			caught, smallest := 0, math.Inf(1)
+			for c, results := range caseResults(t, opLevel, bugTarget(b.bug)) {
+				first := conformance.FirstFailure(results)
+				if first == nil {
+					continue
+				}
+				caught++
+				smallest = math.Min(smallest, first.Measure.Ratio)
+				if !strings.Contains(first.Check.Op, b.op) || (b.layer != -2 && first.Check.Layer != b.layer) {
+					t.Errorf("%s: divergence starts at %q (layer %d), expected op %q (layer %d)", c.Name, first.Check.Name, first.Check.Layer, b.op, b.layer)
+				}
 			}
-			named := false
-			for _, line := range f {
-				named = named || strings.Contains(line, b.names)
+			if caught == 0 {
+				t.Fatalf("no committed case fails against a model with %s", b.bug)
 			}
-			if !named {
-				t.Errorf("%d checks fail, none naming %q:\n%s", len(f), b.names, strings.Join(f, "\n"))
-			}
-			t.Logf("%d failing checks; first: %s", len(f), f[0])
+			t.Logf("caught on %d cases, smallest error/bound ratio of the first failing check %.3g", caught, smallest)
 		})
 	}
 }

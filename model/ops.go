@@ -529,9 +529,11 @@ func crossEntropyForward[F float](gradLogits, logits []F, ids []int32, B, T, V i
 				continue
 			}
 			row := logits[bt*V : bt*V+V]
-			target := int(ids[bt+1])
+			var target int
 			if q.lossNoShift {
 				target = int(ids[bt])
+			} else {
+				target = int(ids[bt+1])
 			}
 			maxLogit := math.Inf(-1)
 			for _, z := range row {

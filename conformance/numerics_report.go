@@ -1,0 +1,57 @@
+package conformance
+
+import (
+	"sync"
+
+	"github.com/tritter-ai/conformance/golden"
+)
+
+// numericsRecords collects every evaluated case of this suite process for
+// the numerics report (numerics_report_write.go).
+var numericsRecords struct {
+	sync.Mutex
+	cases []CaseRecord
+}
+
+// CaseRecord is one golden case's results in the numerics report.
+type CaseRecord struct {
+	Case    string        `json:"case"`
+	Path    string        `json:"path"`
+	Version int           `json:"format_version"`
+	Checks  []CheckRecord `json:"checks"`
+	// FirstFailure names the first failing check in computation order.
+	FirstFailure string `json:"first_failure,omitempty"`
+}
+
+// CheckRecord is one check's worst error/bound ratio.
+type CheckRecord struct {
+	Name   string  `json:"name"`
+	Layer  int     `json:"layer"`
+	Op     string  `json:"op"`
+	Tensor string  `json:"tensor"`
+	Stage  string  `json:"stage"`
+	Ratio  float64 `json:"ratio"`
+	Index  []int   `json:"index,omitempty"`
+	Error  float64 `json:"error"`
+	Bound  float64 `json:"bound"`
+	Passed bool    `json:"passed"`
+	Err    string  `json:"err,omitempty"`
+}
+
+func recordNumerics(c *golden.Case, results []Result) {
+	rec := CaseRecord{Case: caseName(c.Path), Path: c.Path, Version: c.Version}
+	for _, r := range results {
+		cr := CheckRecord{Name: r.Check.Name, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
+			Ratio: r.Measure.Ratio, Index: r.Measure.Index, Error: r.Measure.Error, Bound: r.Measure.Bound, Passed: r.Passed()}
+		if r.Err != nil {
+			cr.Err = r.Err.Error()
+		}
+		rec.Checks = append(rec.Checks, cr)
+	}
+	if f := FirstFailure(results); f != nil {
+		rec.FirstFailure = f.Check.Name
+	}
+	numericsRecords.Lock()
+	numericsRecords.cases = append(numericsRecords.cases, rec)
+	numericsRecords.Unlock()
+}
