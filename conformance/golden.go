@@ -183,6 +183,7 @@ func caseName(path string) string {
 // DescribeGolden registers the numerics specs: one container per golden
 // case, with one spec per forward check, run against ModelTarget.
 func DescribeGolden() bool {
+	reportNumerics("golden")
 	return Describe("Golden numerics", SuiteLabel("golden"), Label("golden"), func() {
 		describeGoldenCases(func(name string, c *golden.Case) {
 			Describe(name, func() {

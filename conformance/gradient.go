@@ -88,6 +88,7 @@ func GradFlowProblems(cfg model.Config, stats map[string]GradStats) []string {
 // every subject gets a finite, non-zero gradient; gradients match every
 // golden case; one SGD step lowers the loss.
 func DescribeGradient() bool {
+	reportNumerics("gradient")
 	return Describe("Gradient flow", SuiteLabel("gradient"), func() {
 		subjects, ok := subjectsOrFail()
 		if ok {

@@ -39,6 +39,13 @@ type CheckRecord struct {
 }
 
 func recordNumerics(c *golden.Case, results []Result) {
+	rec := caseRecord(c, results)
+	numericsRecords.Lock()
+	numericsRecords.cases = append(numericsRecords.cases, rec)
+	numericsRecords.Unlock()
+}
+
+func caseRecord(c *golden.Case, results []Result) CaseRecord {
 	rec := CaseRecord{Case: caseName(c.Path), Path: c.Path, Version: c.Version}
 	for _, r := range results {
 		cr := CheckRecord{Name: r.Check.Name, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
@@ -51,7 +58,5 @@ func recordNumerics(c *golden.Case, results []Result) {
 	if f := FirstFailure(results); f != nil {
 		rec.FirstFailure = f.Check.Name
 	}
-	numericsRecords.Lock()
-	numericsRecords.cases = append(numericsRecords.cases, rec)
-	numericsRecords.Unlock()
+	return rec
 }
