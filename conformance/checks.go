@@ -98,7 +98,7 @@ func (b *checkList) forwardOps() {
 		})
 		for _, proj := range []struct {
 			point, param string
-			out        int
+			out          int
 		}{{"q", "self_attn.q_proj.weight", d.Q}, {"k", "self_attn.k_proj.weight", d.KV}, {"v", "self_attn.v_proj.weight", d.KV}} {
 			b.op(StageForward, i, proj.point+"_proj (BitLinear)", "attn_norm", t(proj.point), func() []float64 {
 				return bitLinearBound(v("attn_norm"), b.param(layerParam(i, proj.param)), N, proj.out, H)
@@ -196,7 +196,9 @@ func (b *checkList) loss() {
 	})
 }
 
-func scalar(v float64) *model.Tensor { return &model.Tensor{Shape: []int{}, Data: []float32{float32(v)}} }
+func scalar(v float64) *model.Tensor {
+	return &model.Tensor{Shape: []int{}, Data: []float32{float32(v)}}
+}
 
 func scaled(b []float64, factor float64) []float64 {
 	for i := range b {
