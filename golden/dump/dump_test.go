@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -101,16 +100,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// evaluate loads a dumped case and runs on it every check the golden suites
-// run (forward numerics, then gradients), in computation order.
+// evaluate loads a dumped case and runs on it every check the golden and
+// gradient suites run, in computation order (forward ops, backward ops, end
+// to end): conformance.CaseChecks.
 func evaluate(t *testing.T, path string) (*golden.Case, []conformance.Result) {
 	t.Helper()
 	c, err := golden.Load(path)
 	if err != nil {
 		t.Fatalf("golden.Load: %v", err)
 	}
-	checks := append(conformance.NumericsChecks(c, conformance.ModelTarget), conformance.GradChecks(c, conformance.ModelTarget)...)
-	results, err := conformance.EvaluateCase(c, conformance.ModelTarget, checks)
+	results, err := conformance.EvaluateCase(c, conformance.ModelTarget, conformance.CaseChecks(c, conformance.ModelTarget))
 	if err != nil {
 		t.Fatalf("EvaluateCase: %v", err)
 	}
@@ -171,58 +170,33 @@ func TestReferenceModulePasses(t *testing.T) {
 	}
 }
 
-// firstFailure is the first check, in computation order, that fails.
-func firstFailure(results []conformance.Result) (conformance.Result, bool) {
-	for _, r := range results {
-		if !r.Passed() {
-			return r, true
-		}
-	}
-	return conformance.Result{}, false
-}
-
-// opLevel reports whether the checks include v2 op-level checks (names
-// ending in a trace point, "... → trace.0.attn").
-func opLevel(results []conformance.Result) bool {
-	for _, r := range results {
-		if strings.Contains(r.Check.Name, "trace.0.") {
-			return true
-		}
-	}
-	return false
-}
-
-// Each broken module fails, and the first failing check names the op and the
-// layer the module breaks.
+// Each broken module fails, and the first failing check in computation
+// order names the op and the layer the module breaks.
 func TestBrokenModulesFailAtTheirOp(t *testing.T) {
 	dir := dumpedCases(t)
 	for _, tc := range []struct {
 		module string
-		first  *regexp.Regexp // the first failing check's name
+		op     string // the first failing check's Op starts with this
+		tensor string // and it compares this golden tensor
 	}{
 		// RoPE is inside the attention op: golden q,k,v → trace.0.attn.
-		{"InterleavedRoPE", regexp.MustCompile(`^layer 0 .*attention.*trace\.0\.attn$`)},
-		{"NoAttnSubNorm", regexp.MustCompile(`^layer 0 .*attn_sub_norm.*trace\.0\.attn_sub_norm$`)},
-		{"LayerNormInput", regexp.MustCompile(`^layer 0 .*(input_layernorm|rmsnorm).*trace\.0\.attn_norm$`)},
-		{"SiLUMLP", regexp.MustCompile(`^layer 0 .*trace\.0\.act$`)},
-		{"PerTensorActQuant", regexp.MustCompile(`^layer 0 .*q_proj.*trace\.0\.q$`)},
+		{"InterleavedRoPE", "attention (RoPE, causal softmax)", "trace.0.attn"},
+		{"NoAttnSubNorm", "attn_sub_norm", "trace.0.attn_sub_norm"},
+		{"LayerNormInput", "input_layernorm", "trace.0.attn_norm"},
+		{"SiLUMLP", "relu²(gate)·up", "trace.0.act"},
+		{"PerTensorActQuant", "q_proj", "trace.0.q"},
 	} {
 		t.Run(tc.module, func(t *testing.T) {
 			_, results := evaluate(t, filepath.Join(dir, tc.module+".safetensors"))
-			r, failed := firstFailure(results)
-			if !failed {
+			r := conformance.FirstFailure(results)
+			if r == nil {
 				t.Fatalf("every one of %d checks passed; the harness missed the departure", len(results))
 			}
-			if !opLevel(results) {
-				// A harness without op-level checks can only name the layer.
-				if !strings.HasPrefix(r.Check.Name, "layer 0 ") {
-					t.Errorf("first failing check is %q, expected one of layer 0\n%s", r.Check.Name, r)
-				}
-				t.Logf("no op-level checks in this harness; only the layer is checked. first failure: %s", r)
-				return
-			}
-			if !tc.first.MatchString(r.Check.Name) {
-				t.Errorf("first failing check is %q, expected one matching %s\n%s", r.Check.Name, tc.first, r)
+			c := r.Check
+			if c.Layer != 0 || !strings.HasPrefix(c.Op, tc.op) || c.Tensor != tc.tensor ||
+				!strings.HasPrefix(c.Name, "layer 0 "+tc.op) || !strings.HasSuffix(c.Name, "→ "+tc.tensor) {
+				t.Errorf("first failing check is %q (layer %d, op %q, tensor %s), expected layer 0, op %q…, tensor %s\n%s",
+					c.Name, c.Layer, c.Op, c.Tensor, tc.op, tc.tensor, r)
 			} else {
 				t.Logf("first failure: %s", r)
 			}
