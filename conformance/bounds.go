@@ -365,7 +365,8 @@ func productBound(mag []float64, factors int) []float64 {
 	return b
 }
 
-// reluSqBound bounds act = relu(gate)²·up: two rounded products.
+// reluSqBound bounds act = relu(gate)²·up: two rounded products, and one
+// more rounding for a square taken by a pow function (≤ 1 ulp, not ½).
 func reluSqBound(gate, up []float32) []float64 {
 	mag := make([]float64, len(gate))
 	for i, g := range gate {
@@ -373,11 +374,12 @@ func reluSqBound(gate, up []float32) []float64 {
 			mag[i] = float64(g) * float64(g) * math.Abs(float64(up[i]))
 		}
 	}
-	return productBound(mag, 2)
+	return productBound(mag, 3)
 }
 
-// reluSqBackwardBound bounds gradGate = 2·relu(g)·up·d (three products) and
-// gradUp = relu(g)²·d (two products).
+// reluSqBackwardBound bounds gradGate = 2·relu(g)·up·d and gradUp =
+// relu(g)²·d: at most three and two rounded products in any evaluation
+// order (autograd of pow or of g·g), one more for a pow function's ulp.
 func reluSqBackwardBound(gate, up, d []float32) (gradGate, gradUp []float64) {
 	mg, mu := make([]float64, len(gate)), make([]float64, len(gate))
 	for i, g := range gate {
@@ -387,7 +389,7 @@ func reluSqBackwardBound(gate, up, d []float32) (gradGate, gradUp []float64) {
 			mu[i] = gd * float64(g)
 		}
 	}
-	return productBound(mg, 3), productBound(mu, 2)
+	return productBound(mg, 4), productBound(mu, 3)
 }
 
 // sumBound bounds an elementwise sum of terms (one rounded addition per
