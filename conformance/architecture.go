@@ -92,6 +92,18 @@ func describePresetArchitecture(p Preset) {
 			}
 		})
 
+		It("declares no architecture BitNet b1.58 lacks, key by key", func() {
+			reportKeys(cfg.Keys)
+			msg := ""
+			if incompatible := cfg.Keys.Of(model.KeyIncompatible); len(incompatible) > 0 {
+				msg += fmt.Sprintf("%s: keys that declare an architecture BitNet b1.58 does not have:\n%s", p.Source, incompatible.Lines())
+			}
+			if unknown := cfg.Keys.Of(model.KeyUnknown); len(unknown) > 0 && compatibilityClaim(cfg) != "" {
+				msg += fmt.Sprintf("%s claims compatible_with %s, but has keys the harness does not know:\n%s", p.Source, compatibilityClaim(cfg), unknown.Lines())
+			}
+			Expect(msg).To(BeEmpty())
+		})
+
 		if ref := compatibilityClaim(cfg); ref != "" {
 			It("matches "+ref+" on every field that decides a weight shape or numeric behaviour", func() {
 				refPreset, err := referencePreset(ref)
@@ -101,6 +113,15 @@ func describePresetArchitecture(p Preset) {
 			})
 		}
 	})
+}
+
+// reportKeys records a config's keys, one report entry per class.
+func reportKeys(keys model.ConfigKeys) {
+	for _, class := range model.KeyClasses {
+		if of := keys.Of(class); len(of) > 0 {
+			AddReportEntry("config keys, "+class.String(), of.Lines(), ReportEntryVisibilityFailureOrVerbose)
+		}
+	}
 }
 
 func compatibilityClaim(c model.Config) string {

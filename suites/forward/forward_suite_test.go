@@ -1,6 +1,7 @@
 // Package forward_test runs the forward pass of every selected model (shape,
 // finiteness, causality, batch independence, determinism, bad input) and
-// compares it with every golden case (label suite:golden).
+// compares it with every golden case (label suite:golden); with -model-dir
+// it also checks the checkpoint against known answers and -master-dir.
 package forward_test
 
 import (
@@ -22,5 +23,6 @@ var (
 	_ = conformance.SuiteSetup()
 	_ = conformance.DescribeForward()
 	_ = conformance.DescribeGolden()
+	_ = conformance.DescribeCheckpointNumerics()
 	_ = conformance.ReportSummary()
 )
