@@ -611,6 +611,8 @@ def dump(module, config, out, input_ids=None, seed=0, batch=2, seq=16, descripti
             SCRIPT, torch.__version__, class_name(module), origin, B, T),
         "description": description or ("dumped from %s; no spread (the harness measures one)" % class_name(module)),
     }
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
     safetensors_io.write(out, tensors, metadata)
     return loss
 

@@ -72,7 +72,8 @@ var (
 )
 
 // dumpedCases writes every example case once per test binary
-// (golden/dump/examples/write_cases.py) and returns the folder.
+// (golden/dump/examples/write_cases.py, seed 1 or DUMP_SEED) and returns the
+// folder.
 func dumpedCases(t *testing.T) string {
 	t.Helper()
 	requireTorch(t)
@@ -82,7 +83,11 @@ func dumpedCases(t *testing.T) string {
 			casesErr = err
 			return
 		}
-		cmd := exec.Command(python, filepath.Join(here(t), "examples", "write_cases.py"), "--out", dir)
+		args := []string{filepath.Join(here(t), "examples", "write_cases.py"), "--out", dir}
+		if seed := os.Getenv("DUMP_SEED"); seed != "" { // another draw of weights and ids
+			args = append(args, "--seed", seed)
+		}
+		cmd := exec.Command(python, args...)
 		out, err := cmd.CombinedOutput()
 		casesDir, casesErr, casesOut = dir, err, string(out)
 	})
