@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,9 +13,9 @@ import (
 )
 
 // A step that runs longer than progressEvery prints a progress line — the
-// spec, the step, the time so far and, when the same step has run before in
-// this suite process, the time left — and another every progressEvery until
-// it ends. Quick steps print nothing. A step still running after stuckAfter
+// spec, the step, the time so far and, when the same step has run before on
+// the same config in this suite process, the time left — and another every
+// progressEvery until it ends. Quick steps print nothing. A step still running after stuckAfter
 // is presumed stuck and prints every goroutine's stack, once. The longest
 // step measured, the 7B forward and backward, takes 84 s on an idle machine.
 const (
@@ -27,12 +28,26 @@ const (
 func Step(text string, body func()) {
 	GinkgoHelper()
 	start := time.Now()
-	stop := steps.watch(CurrentSpecReport().FullText(), text, start)
+	spec := CurrentSpecReport()
+	key := stepKey(spec.Labels(), text)
+	stop := steps.watch(spec.FullText(), text, key, start)
 	defer stop()
 	By(text, body)
 	elapsed := time.Since(start)
-	steps.finished(text, elapsed)
+	steps.finished(key, elapsed)
 	fmt.Fprintf(GinkgoWriter, "  %s: %.2fs\n", text, elapsed.Seconds())
+}
+
+// stepKey names a step for the estimate of its time left: its text and the
+// config it runs on, as the spec's config:<name> label says. Steps of
+// different configs share texts such as "forward [2,128]".
+func stepKey(labels []string, text string) string {
+	for _, label := range labels {
+		if strings.HasPrefix(label, "config:") {
+			return label + " " + text
+		}
+	}
+	return text
 }
 
 // steps prints the progress lines of this suite process to the terminal.
@@ -46,7 +61,7 @@ type stepWatch struct {
 	stuckAfter time.Duration
 
 	mu       sync.Mutex
-	took     map[string]time.Duration // step text → how long it took last time
+	took     map[string]time.Duration // stepKey → how long the step took last time
 	lastSpec string                   // the spec of the last line printed
 }
 
@@ -56,9 +71,9 @@ func newStepWatch(out io.Writer, every, stuckAfter time.Duration) *stepWatch {
 
 // watch prints progress lines for a step until stop is called; stop
 // returns once nothing more will be printed.
-func (w *stepWatch) watch(spec, step string, start time.Time) (stop func()) {
+func (w *stepWatch) watch(spec, step, key string, start time.Time) (stop func()) {
 	w.mu.Lock()
-	previous, ranBefore := w.took[step]
+	previous, ranBefore := w.took[key]
 	w.mu.Unlock()
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -76,8 +91,6 @@ func (w *stepWatch) watch(spec, step string, start time.Time) (stop func()) {
 				line := fmt.Sprintf("%s: %s", step, elapsed)
 				if ranBefore && previous > elapsed {
 					line += fmt.Sprintf(", about %s left", (previous - elapsed).Round(time.Second))
-				} else if ranBefore {
-					line += fmt.Sprintf(", took %s last time", previous.Round(time.Second))
 				}
 				w.print(spec, line)
 			case <-stuck.C:
@@ -92,10 +105,10 @@ func (w *stepWatch) watch(spec, step string, start time.Time) (stop func()) {
 }
 
 // finished records how long a step took, for the next run's estimate.
-func (w *stepWatch) finished(step string, took time.Duration) {
+func (w *stepWatch) finished(key string, took time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.took[step] = took
+	w.took[key] = took
 }
 
 // print writes one progress line. Ginkgo's progress dots have no newline,

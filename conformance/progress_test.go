@@ -9,8 +9,9 @@ import (
 func TestStepWatchPrintsProgressThenStacksWhenStuck(t *testing.T) {
 	var out strings.Builder
 	w := newStepWatch(&out, 10*time.Millisecond, 45*time.Millisecond)
-	w.finished("forward [2,128]", time.Hour)
-	stop := w.watch("Forward tiny-mha-tied is deterministic", "forward [2,128]", time.Now())
+	key := stepKey([]string{"suite:forward", "config:tiny-mha-tied"}, "forward [2,128]")
+	w.finished(key, time.Hour)
+	stop := w.watch("Forward tiny-mha-tied is deterministic", "forward [2,128]", key, time.Now())
 	time.Sleep(70 * time.Millisecond)
 	stop()
 	got := out.String()
@@ -38,8 +39,17 @@ func TestStepWatchPrintsProgressThenStacksWhenStuck(t *testing.T) {
 func TestStepWatchIsSilentForQuickSteps(t *testing.T) {
 	var out strings.Builder
 	w := newStepWatch(&out, time.Hour, time.Hour)
-	w.watch("spec", "step", time.Now())()
+	w.watch("spec", "step", "step", time.Now())()
 	if out.Len() != 0 {
 		t.Errorf("a quick step printed %q", out.String())
+	}
+}
+
+func TestStepKeySeparatesConfigs(t *testing.T) {
+	if a, b := stepKey([]string{"config:tiny-mha-tied"}, "forward [2,128]"), stepKey([]string{"config:bitnet-b1.58-2b-4t", "full-scale"}, "forward [2,128]"); a == b {
+		t.Errorf("two configs share the key %q", a)
+	}
+	if got := stepKey(nil, "forward [2,128]"); got != "forward [2,128]" {
+		t.Errorf("stepKey without a config label = %q, expected the step text", got)
 	}
 }
