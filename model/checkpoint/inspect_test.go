@@ -125,7 +125,7 @@ func TestInspectExplainsALayoutMismatch(t *testing.T) {
 	cfg := tinyConfig(true)
 	dir := writeSynthetic(t, cfg, Offline, 1)
 	online := cfg
-	online.QuantizationConfig = &model.QuantizationConfig{QuantMethod: "bitnet", LinearClass: "autobitlinear", QuantizationMode: Online}
+	online.QuantizationConfig = &model.QuantizationConfig{QuantizationMode: Online}
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), online.JSON(), 0o644); err != nil {
 		t.Fatal(err)
 	}
