@@ -139,7 +139,7 @@ func (b *checkList) forwardOps() {
 	}
 	L := int(c.Config.NumHiddenLayers)
 	last := golden.HiddenName(L)
-	b.op(StageForward, -1, "model.norm (RMSNorm)", last, "final_norm", func() []float64 {
+	b.op(StageForward, -1, "final norm (model.norm, RMSNorm)", last, "final_norm", func() []float64 {
 		return rmsNormBound(b.node(last).Data, b.param("model.norm.weight"), N, H, d.eps)
 	})
 	b.op(StageForward, -1, "lm_head (unquantized)", "final_norm", "logits", func() []float64 {
@@ -288,7 +288,7 @@ func (b *checkList) backwardOps() {
 		})
 	}
 	last := golden.HiddenName(L)
-	b.normGrads(-1, "model.norm (RMSNorm)", last, "model.norm.weight", "grad.final_norm", "", "grad."+last, H)
+	b.normGrads(-1, "final norm (model.norm, RMSNorm)", last, "model.norm.weight", "grad.final_norm", "", "grad."+last, H)
 	for i := L - 1; i >= 0; i-- {
 		t := func(p string) string { return golden.TraceName(i, p) }
 		g := func(p string) string { return "grad." + golden.TraceName(i, p) }
