@@ -265,3 +265,19 @@ func TestLayoutMismatchIsReported(t *testing.T) {
 		t.Errorf("%s written despite the layout error", out)
 	}
 }
+
+// The dumper's own Python tests (golden/dump/test_dump.py): bit-exactness
+// against golden/gen/bitnet_ref.py, trace gradients against an independent
+// autograd run, the shared v2 example, and every refusal.
+// About 25 s on two cores, so -short (make test) leaves it out.
+func TestPythonDumperTests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: run go test ./golden/dump or /usr/bin/python3 golden/dump/test_dump.py")
+	}
+	requireTorch(t)
+	out, err := exec.Command(python, filepath.Join(here(t), "test_dump.py")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("test_dump.py: %v\n%s", err, out)
+	}
+	t.Logf("%s", lastLine(string(out)))
+}

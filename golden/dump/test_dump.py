@@ -276,6 +276,50 @@ class Refusals(Tmp):
         with self.assertRaisesRegex(dump.DumpError, r"modified in place .*: trace\.0\.h, trace\.1\.h"):
             dump.dump(module, config, self.path("x.safetensors"))
 
+    def test_tied_without_lm_head_module(self):
+        # A tied model that multiplies by the embedding itself: the logits
+        # are what the model returns.
+        class NoHead(bm.BitNetForCausalLM):
+            def __init__(self, config, seed=None):
+                super().__init__(config, seed)
+                del self.lm_head
+
+            def forward(self, input_ids=None, **kw):
+                return F.linear(self.model(input_ids), self.model.embed_tokens.weight)
+        config = tiny_config()
+        a, b = self.path("a.safetensors"), self.path("b.safetensors")
+        dump.dump(bm.BitNetForCausalLM(config, seed=3), config, a)
+        dump.dump(NoHead(config, seed=3), config, b)
+        _, ta = safetensors_io.read(a)
+        _, tb = safetensors_io.read(b)
+        for name in ta:
+            self.assertTrue(torch.equal(ta[name], tb[name]), name)
+
+    def test_weights_folder_on_the_command_line(self):
+        config = tiny_config(tied=False)
+        ref = bm.BitNetForCausalLM(config, seed=7)
+        ckpt = os.path.join(self.dir, "ckpt")
+        os.makedirs(ckpt)
+        names = [n for n, _ in dump.Shapes(config).inventory()]
+        params = dict(ref.named_parameters())
+        half = len(names) // 2  # two shards
+        safetensors_io.write(os.path.join(ckpt, "model-00001-of-00002.safetensors"),
+                             [(n, params[n].detach()) for n in names[:half]], {"format": "pt"})
+        safetensors_io.write(os.path.join(ckpt, "model-00002-of-00002.safetensors"),
+                             [(n, params[n].detach()) for n in names[half:]], {"format": "pt"})
+        cfg = self.path("config.json")
+        with open(cfg, "w") as f:
+            json.dump(config, f)
+        out = self.path("w.safetensors")
+        r = subprocess.run([sys.executable, os.path.join(HERE, "dump.py"), "--module",
+                            os.path.join(HERE, "examples", "bitnet_modules.py") + ":BitNetForCausalLM",
+                            "--config", cfg, "--out", out, "--weights", ckpt, "--seed", "99"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, t = safetensors_io.read(out)
+        for n in names:  # the checkpoint's values, not seed 99's
+            self.assertTrue(torch.equal(t[n], params[n].detach()), n)
+
     def test_shared_module(self):
         config = tiny_config()
         module = bm.BitNetForCausalLM(config, seed=2)
