@@ -69,6 +69,37 @@ func (q *quirks) round(v float64) float64 {
 	return math.RoundToEven(v)
 }
 
+// nearTieWindow is the relative distance from a rounding boundary within
+// which a jittered run decides the rounding at random (teacher.go).
+const nearTieWindow = 1.0 / (1 << 18)
+
+// quantRound rounds the pre-rounding value v of quantizer element i. In a
+// jittered run, a value within nearTieWindow·|v| of a rounding boundary
+// (k+½) takes either neighbouring code: the opposite of round(v) in run 1,
+// a side drawn from the seed in later runs. Correct implementations can
+// disagree on exactly these decisions, so the spread measured from such
+// runs covers them.
+func (q *quirks) quantRound(v float64, i int) float64 {
+	r := q.round(v)
+	if q.jitter == 0 {
+		return r
+	}
+	lo := math.Floor(v)
+	if math.Abs(v-lo-0.5) > nearTieWindow*math.Abs(v) {
+		return r
+	}
+	if q.jitter == 1 {
+		if r == lo {
+			return lo + 1
+		}
+		return lo
+	}
+	if jitterFactor(q.jitter^0x5bd1e995, i, v) > 1 {
+		return lo + 1
+	}
+	return lo
+}
+
 // weightQuantScale is s = 1 / max(mean|W|, 1e-5) over the whole matrix, in
 // F as torch computes it (the floor and the division in F; the mean is
 // accumulated in float64, then rounded to F).
@@ -98,7 +129,7 @@ func weightQuant[F float](dst, w []F, q *quirks) {
 	s := weightQuantScale(w, q)
 	parallelFor(len(w), 2, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			r := q.round(float64(jittered(w[i], i, q) * s))
+			r := q.quantRound(float64(jittered(w[i], i, q)*s), i)
 			dst[i] = F(math.Max(-1, math.Min(1, r))) / s
 		}
 	})
@@ -135,7 +166,7 @@ func actQuant[F float](dst, x []F, rows, cols int, q *quirks) {
 				s = tensorScale
 			}
 			for i, v := range xr {
-				v := q.round(float64(jittered(v, r*cols+i, q) * s))
+				v := q.quantRound(float64(jittered(v, r*cols+i, q)*s), r*cols+i)
 				dr[i] = F(math.Max(-128, math.Min(127, v))) / s
 			}
 		}

@@ -136,7 +136,12 @@ func (m *Model) TeacherForced(b Batch, golden map[string]*Tensor, opts GradOptio
 // difference), as golden-format.md defines for the generator's own spread.
 // ε is a hash of the seed, the element's index and its bits, so the forward
 // pass and the backward pass's re-quantization of the same input agree and
-// the result does not depend on the number of threads.
+// the result does not depend on the number of threads. On top of that, a
+// jittered run decides every near-tie (a pre-rounding value within 2^-18
+// of itself from a rounding boundary) at random, and run 1 flips them all
+// (quirks.quantRound): a correct implementation whose own rounding lands
+// on the other side of such a tie must not fall outside the spread only
+// because the ±2^-21 perturbations happened to leave that tie alone.
 
 const jitterScale = 1.0 / (1 << 21)
 
