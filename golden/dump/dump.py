@@ -456,6 +456,8 @@ def capture(module, config, input_ids):
     params = resolve_parameters(module, shapes, mods)
     B, T = input_ids.shape
     L = shapes.L
+    first = next(module.parameters(), None)
+    ids = input_ids.to(first.device) if first is not None else input_ids  # the model's device
 
     # Where every tensor of the file comes from: (name, path, "in"/"out", width).
     sources = []
@@ -477,7 +479,7 @@ def capture(module, config, input_ids):
     module.eval()  # no dropout; gradients still flow
     calls, handles = _install(mods, wanted_in, wanted_out)
     try:
-        output = _call_model(module, input_ids)
+        output = _call_model(module, ids)
     finally:
         for h in handles:
             h.remove()
@@ -534,7 +536,7 @@ def capture(module, config, input_ids):
         raise DumpError("trace points without gradients:\n  " + "\n  ".join(problems))
 
     logits = values["logits"][0]
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, shapes.V).float(), input_ids[:, 1:].reshape(-1))
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, shapes.V).float(), ids[:, 1:].reshape(-1))
     loss.backward()
     for name in values:
         if name not in grads:  # no path to the loss: its gradient is zero
@@ -543,7 +545,7 @@ def capture(module, config, input_ids):
 
     head = getattr(mods.get("lm_head"), "weight", None)
     embed = params["model.embed_tokens.weight"]
-    tensors = [("input_ids", input_ids.to(torch.int64))]
+    tensors = [("input_ids", input_ids.to(torch.int64).cpu())]
     param_grads = []
     for name, shape in shapes.inventory():
         p = params[name]
@@ -577,7 +579,7 @@ def capture(module, config, input_ids):
                 ("grad.logits", grads["logits"].to(torch.float32))]
     for p in module.parameters():
         p.grad = None
-    return tensors, float(loss)
+    return [(n, t.detach().cpu()) for n, t in tensors], float(loss)
 
 
 def dump(module, config, out, input_ids=None, seed=0, batch=2, seq=16, description=None):
