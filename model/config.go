@@ -110,8 +110,8 @@ func DecodeConfig(data []byte, source string) (Config, error) {
 		return Config{}, fmt.Errorf("%s: invalid JSON: trailing data after the config object", source)
 	}
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		return Config{}, fmt.Errorf("%s: invalid JSON: %v", source, err)
+	if err := json.Unmarshal(data, &top); err != nil || top == nil {
+		return Config{}, fmt.Errorf("%s: expected a JSON object of config keys, got %.20q", source, data)
 	}
 	if v, ok := top["num_key_value_heads"]; ok && isNull(v) {
 		c.NumKeyValueHeads = c.NumAttentionHeads

@@ -88,6 +88,7 @@ func TestConfigDecodeErrors(t *testing.T) {
 		{`{"hidden_size": 64`, "invalid JSON"},
 		{`{} {}`, "trailing data"},
 		{``, "invalid JSON"},
+		{`null`, "expected a JSON object"},
 	} {
 		_, err := model.ParseConfig([]byte(tc.data), "x/config.json")
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "x/config.json") {

@@ -645,7 +645,7 @@ func classifyKeys(top map[string]json.RawMessage, c *Config) ConfigKeys {
 	switch {
 	case !ok || isNull(raw):
 		out = append(out, ConfigKey{Key: "quantization_config", Class: KeyDefaulted,
-			Note: "absent: the harness quantizes online; HF transformers applies BitNet quantization only through this block"})
+			Note: "absent or null: the harness quantizes online; HF transformers applies BitNet quantization only through this block"})
 	default:
 		var q map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &q); err != nil {
@@ -700,11 +700,10 @@ func compact(v json.RawMessage) string {
 	if err := json.Compact(&b, v); err != nil {
 		return string(v)
 	}
-	s := b.String()
-	if len(s) > maxValueChars {
-		s = s[:maxValueChars] + "…"
+	if r := []rune(b.String()); len(r) > maxValueChars {
+		return string(r[:maxValueChars]) + "…"
 	}
-	return s
+	return b.String()
 }
 
 func isNull(v json.RawMessage) bool  { return string(bytes.TrimSpace(v)) == "null" }
