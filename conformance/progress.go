@@ -12,12 +12,14 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 )
 
-// A step that runs longer than progressEvery prints a progress line — the
-// spec, the step, the time so far and, when the same step has run before on
-// the same config in this suite process, the time left — and another every
-// progressEvery until it ends. Quick steps print nothing. A step still running after stuckAfter
-// is presumed stuck and prints every goroutine's stack, once. The longest
-// step measured, the 7B forward and backward, takes 84 s on an idle machine.
+// A step that runs longer than progressEvery prints a progress line and
+// another every progressEvery until it ends: the step, the time so far, how
+// far along it is when the step reports it (Advance), and the time left,
+// estimated from that rate or else from the same step's last run on the same
+// config in this suite process. Quick steps print nothing. A step that has
+// neither ended nor advanced for stuckAfter is presumed stuck and prints
+// every goroutine's stack, once. The longest step measured, the 7B forward
+// and backward, takes 84 s on an idle machine.
 const (
 	progressEvery = 30 * time.Second
 	stuckAfter    = 10 * time.Minute
@@ -37,6 +39,12 @@ func Step(text string, body func()) {
 	steps.finished(key, elapsed)
 	fmt.Fprintf(GinkgoWriter, "  %s: %.2fs\n", text, elapsed.Seconds())
 }
+
+// Advance tells the running step how far it has got, for example
+// Advance(120, 273, "parameter gradients"); its progress lines then say
+// "120/273 parameter gradients" and estimate the time left from the rate so
+// far. It may be called from any goroutine, and does nothing outside a step.
+func Advance(done, total int, unit string) { steps.advance(done, total, unit) }
 
 // stepKey names a step for the estimate of its time left: its text and the
 // config it runs on, as the spec's config:<name> label says. Steps of
@@ -62,7 +70,22 @@ type stepWatch struct {
 
 	mu       sync.Mutex
 	took     map[string]time.Duration // stepKey → how long the step took last time
+	running  *runningStep             // the innermost running step, or nil
 	lastSpec string                   // the spec of the last line printed
+}
+
+// runningStep is the state of one step between watch and stop.
+type runningStep struct {
+	spec, text string
+	start      time.Time
+	previous   time.Duration // the last run's duration, if ranBefore
+	ranBefore  bool
+	outer      *runningStep // the step this one runs inside, if any
+
+	done, total int
+	unit        string
+	advanced    time.Time // the last Advance, or start
+	dumped      bool      // the stacks were printed
 }
 
 func newStepWatch(out io.Writer, every, stuckAfter time.Duration) *stepWatch {
@@ -70,38 +93,77 @@ func newStepWatch(out io.Writer, every, stuckAfter time.Duration) *stepWatch {
 }
 
 // watch prints progress lines for a step until stop is called; stop
-// returns once nothing more will be printed.
-func (w *stepWatch) watch(spec, step, key string, start time.Time) (stop func()) {
+// returns once nothing more will be printed for it.
+func (w *stepWatch) watch(spec, text, key string, start time.Time) (stop func()) {
 	w.mu.Lock()
-	previous, ranBefore := w.took[key]
+	s := &runningStep{spec: spec, text: text, start: start, advanced: start, outer: w.running}
+	s.previous, s.ranBefore = w.took[key]
+	w.running = s
 	w.mu.Unlock()
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
 		ticker := time.NewTicker(w.every)
 		defer ticker.Stop()
-		stuck := time.NewTimer(w.stuckAfter)
-		defer stuck.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-ticker.C:
-				elapsed := now.Sub(start).Round(time.Second)
-				line := fmt.Sprintf("%s: %s", step, elapsed)
-				if ranBefore && previous > elapsed {
-					line += fmt.Sprintf(", about %s left", (previous - elapsed).Round(time.Second))
-				}
-				w.print(spec, line)
-			case <-stuck.C:
-				w.print(spec, fmt.Sprintf("%s: no end after %s, presumed stuck; goroutine stacks:\n%s", step, w.stuckAfter, allStacks()))
+				w.report(s, now)
 			}
 		}
 	}()
 	return func() {
 		close(done)
 		<-exited
+		w.mu.Lock()
+		w.running = s.outer
+		w.mu.Unlock()
 	}
+}
+
+// report prints a step's progress line, and its stacks once when it has not
+// advanced for stuckAfter.
+func (w *stepWatch) report(s *runningStep, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	elapsed := now.Sub(s.start).Round(time.Second)
+	line := fmt.Sprintf("%s: %s", s.text, elapsed)
+	if s.total > 0 {
+		line += fmt.Sprintf(", %d/%d %s", s.done, s.total, s.unit)
+	}
+	switch {
+	case s.done > 0 && s.total > s.done:
+		perUnit := s.advanced.Sub(s.start) / time.Duration(s.done)
+		left := perUnit*time.Duration(s.total-s.done) - now.Sub(s.advanced)
+		if left > 0 {
+			line += fmt.Sprintf(", about %s left", left.Round(time.Second))
+		}
+	case s.total == 0 && s.ranBefore && s.previous > elapsed:
+		line += fmt.Sprintf(", about %s left", (s.previous - elapsed).Round(time.Second))
+	}
+	if !s.dumped && now.Sub(s.advanced) >= w.stuckAfter {
+		s.dumped = true
+		line += fmt.Sprintf("; no progress for %s, presumed stuck; goroutine stacks:\n%s", w.stuckAfter, allStacks())
+	}
+	if s.spec != w.lastSpec {
+		// Ginkgo's progress dots have no newline.
+		fmt.Fprintf(w.out, "\n%s\n", s.spec)
+		w.lastSpec = s.spec
+	}
+	fmt.Fprintf(w.out, "  … %s\n", line)
+}
+
+// advance records how far the innermost running step has got.
+func (w *stepWatch) advance(done, total int, unit string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running == nil {
+		return
+	}
+	w.running.done, w.running.total, w.running.unit = done, total, unit
+	w.running.advanced = time.Now()
 }
 
 // finished records how long a step took, for the next run's estimate.
@@ -109,18 +171,6 @@ func (w *stepWatch) finished(key string, took time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.took[key] = took
-}
-
-// print writes one progress line. Ginkgo's progress dots have no newline,
-// so the first line of a spec starts on a new one.
-func (w *stepWatch) print(spec, line string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if spec != w.lastSpec {
-		fmt.Fprintf(w.out, "\n%s\n", spec)
-		w.lastSpec = spec
-	}
-	fmt.Fprintf(w.out, "  … %s\n", line)
 }
 
 func allStacks() []byte {
