@@ -18,7 +18,7 @@ GINKGO_FLAGS := -r --randomize-all --fail-on-pending --fail-on-empty --keep-goin
 ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/... ./cmd/...
 
-.PHONY: all conformance conformance-7b test unit fuzz-short fuzz ci-soak bench bench-kernels \
+.PHONY: all conformance conformance-7b conformance-huge test unit fuzz-short fuzz ci-soak bench bench-kernels \
 	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
 
 all: test
@@ -33,6 +33,12 @@ conformance:
 
 conformance-7b:
 	$(MAKE) conformance ARGS='-configs=tritter-7b $(ARGS)'
+
+# The presets labelled huge (10B parameters and up), layer-streamed; not
+# part of make conformance or make test. One config: HUGE=tritter-13b.
+HUGE ?= tritter-10b,tritter-13b,tritter-70b
+conformance-huge:
+	$(MAKE) conformance ARGS='-configs=$(HUGE) $(ARGS)'
 
 test: vet unit fuzz-short conformance
 

@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +15,16 @@ func TestOfficialParameterCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]int64{"bitnet-b1.58-2b-4t": 2_412_820_480, "tritter-7b": 6_208_319_488} {
+	for name, want := range map[string]int64{
+		"bitnet-b1.58-2b-4t": 2_412_820_480,
+		// shared/REFERENCE.md, "Tritter sizes"
+		"tritter-1b":  1_090_709_504,
+		"tritter-3b":  2_397_688_832,
+		"tritter-7b":  6_208_319_488,
+		"tritter-10b": 9_262_092_288,
+		"tritter-13b": 11_682_309_120,
+		"tritter-70b": 69_529_051_136,
+	} {
 		p, ok := presets[name]
 		if !ok {
 			t.Fatalf("preset %s missing", name)
@@ -119,6 +129,29 @@ func TestThousands(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 2412820480: "2,412,820,480", -1234: "-1,234"} {
 		if got := conformance.Thousands(n); got != want {
 			t.Errorf("Thousands(%d) = %q, expected %q", n, got, want)
+		}
+	}
+}
+
+// The presets of 10B parameters and up carry the huge label, which the
+// default configs never select; make conformance-huge runs them.
+func TestHugePresetsAreLabelledAndNotDefault(t *testing.T) {
+	presets, err := conformance.LoadPresets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, huge := range map[string]bool{
+		"tritter-1b": false, "tritter-3b": false, "tritter-7b": false, "bitnet-b1.58-2b-4t": false,
+		"tritter-10b": true, "tritter-13b": true, "tritter-70b": true,
+	} {
+		labels := conformance.ConfigLabels(presets[name])
+		if got := slices.Contains(labels, conformance.LabelHuge); got != huge {
+			t.Errorf("%s: labels %v, expected huge=%v", name, labels, huge)
+		}
+	}
+	for _, name := range conformance.DefaultConfigs {
+		if slices.Contains(conformance.ConfigLabels(presets[name]), conformance.LabelHuge) {
+			t.Errorf("default config %s is huge", name)
 		}
 	}
 }

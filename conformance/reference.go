@@ -36,13 +36,49 @@ var KnownFacts = map[string]Facts{
 		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: true,
 		ParamCount: 2_412_820_480, TernaryParamCount: 2_084_044_800,
 	},
-	// Tritter's own model spec (shared/REFERENCE.md).
+	// Tritter's own model specs with the BitNet block (shared/REFERENCE.md,
+	// "Tritter sizes").
 	"tritter-7b": {
 		Source:     "Tritter-7B model spec",
 		HiddenSize: 4096, NumHiddenLayers: 32, NumAttentionHeads: 32, HeadDim: 128, NumKeyValueHeads: 8,
 		IntermediateSize: 11008, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
 		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
 		ParamCount: 6_208_319_488,
+	},
+	"tritter-1b": {
+		Source:     "Tritter-1B model spec",
+		HiddenSize: 2048, NumHiddenLayers: 16, NumAttentionHeads: 16, HeadDim: 128, NumKeyValueHeads: 16,
+		IntermediateSize: 5632, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
+		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
+		ParamCount: 1_090_709_504,
+	},
+	"tritter-3b": {
+		Source:     "Tritter-3B model spec",
+		HiddenSize: 2560, NumHiddenLayers: 26, NumAttentionHeads: 20, HeadDim: 128, NumKeyValueHeads: 20,
+		IntermediateSize: 6912, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
+		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
+		ParamCount: 2_397_688_832,
+	},
+	"tritter-10b": {
+		Source:     "Tritter-10B model spec",
+		HiddenSize: 4096, NumHiddenLayers: 40, NumAttentionHeads: 32, HeadDim: 128, NumKeyValueHeads: 8,
+		IntermediateSize: 14336, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
+		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
+		ParamCount: 9_262_092_288,
+	},
+	"tritter-13b": {
+		Source:     "Tritter-13B model spec",
+		HiddenSize: 5120, NumHiddenLayers: 40, NumAttentionHeads: 40, HeadDim: 128, NumKeyValueHeads: 8,
+		IntermediateSize: 13824, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
+		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
+		ParamCount: 11_682_309_120,
+	},
+	"tritter-70b": {
+		Source:     "Tritter-70B model spec",
+		HiddenSize: 8192, NumHiddenLayers: 80, NumAttentionHeads: 64, HeadDim: 128, NumKeyValueHeads: 8,
+		IntermediateSize: 28672, VocabSize: 65536, MaxPositionEmbeddings: 131072, RopeTheta: 500000,
+		HiddenAct: "relu2", RMSNormEps: 1e-5, TieWordEmbeddings: false,
+		ParamCount: 69_529_051_136,
 	},
 }
 

@@ -23,12 +23,10 @@ type Subject struct {
 	build     func() (*model.Model, error)
 }
 
-// Labels returns the subject's labels: config:<name>, plus full-scale.
+// Labels returns the subject's labels: config:<name>, plus full-scale and
+// huge by size.
 func (s Subject) Labels() Labels {
-	if s.FullScale {
-		return Label("config:"+s.Name, LabelFullScale)
-	}
-	return Label("config:" + s.Name)
+	return Label(append([]string{"config:" + s.Name}, sizeLabels(s.Config.ParamCount())...)...)
 }
 
 // Decorators returns the container decorators for the subject's specs. A
