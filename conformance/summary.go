@@ -22,14 +22,14 @@ func ReportSummary() bool {
 			WriteSummary(os.Stdout, []types.Report{r}, presets)
 			return
 		}
-		WriteSuiteResult(os.Stdout, r)
+		writeSuiteResult(os.Stdout, r)
 	})
 }
 
-// WriteSuiteResult prints one line for a suite, for example
+// writeSuiteResult prints one line for a suite, for example
 // "Forward Suite: 315 passed, 0 failed, 1 skipped: VALIDATION PASSED",
 // after a newline that ends Ginkgo's line of progress dots.
-func WriteSuiteResult(w io.Writer, r types.Report) {
+func writeSuiteResult(w io.Writer, r types.Report) {
 	passed, failed, skipped := specCounts(r)
 	verdict := "VALIDATION PASSED"
 	if !r.SuiteSucceeded || failed > 0 {
