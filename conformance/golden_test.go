@@ -61,3 +61,16 @@ func TestChecksSurvivePanicsAndErrors(t *testing.T) {
 		t.Errorf("first failure %v, expected the embedding check (the first op)", first)
 	}
 }
+
+// A relative -golden-dir typed from the repository root must resolve even
+// though ginkgo runs each suite in its package folder.
+func TestRelativeGoldenDirResolvesFromTheRoot(t *testing.T) {
+	dirs := conformance.Options{GoldenDir: "golden/cases"}.Resolved().GoldenDirs()
+	if len(dirs) != 1 || !filepath.IsAbs(dirs[0]) {
+		t.Fatalf("golden/cases resolved to %v, expected one absolute folder", dirs)
+	}
+	paths, err := golden.Discover(dirs...)
+	if err != nil || len(paths) == 0 {
+		t.Errorf("discovering %s: %d files, %v", dirs[0], len(paths), err)
+	}
+}

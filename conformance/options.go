@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 )
 
@@ -84,7 +86,32 @@ func (o Options) Resolved() Options {
 	fill(&o.MasterDir, "CONFORMANCE_MASTER_DIR")
 	fill(&o.GoldenDir, "CONFORMANCE_GOLDEN_DIR")
 	fill(&o.GoldenCompute, "CONFORMANCE_GOLDEN_COMPUTE")
+	o.ConfigDir, o.ModelDir, o.MasterDir = fromRoot(o.ConfigDir), fromRoot(o.ModelDir), fromRoot(o.MasterDir)
+	dirs := splitList(o.GoldenDir)
+	for i, d := range dirs {
+		dirs[i] = fromRoot(d)
+	}
+	o.GoldenDir = strings.Join(dirs, ",")
 	return o
+}
+
+// fromRoot resolves a relative path that does not exist from the working
+// directory against the repository root instead. make and
+// `ginkgo ./suites/...` are run from the root, but ginkgo runs each suite
+// binary in its own package folder, where a path the user typed relative to
+// the root would not resolve.
+func fromRoot(path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	root := filepath.Join(golden.Dir(), "..", "..")
+	if _, err := os.Stat(filepath.Join(root, path)); err == nil {
+		return filepath.Join(root, path)
+	}
+	return path
 }
 
 // GoldenComputePath maps GoldenCompute to a model compute path.
