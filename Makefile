@@ -117,7 +117,10 @@ golden:
 # False-failure sweep: N random v2 cases (golden/gen/sweep.py) in a temporary
 # folder, then the golden and gradient suites on them with both compute
 # paths. The seed is printed first and last; rerun a failure with
-# make golden-sweep N=<N> SEED=<seed>.
+# make golden-sweep N=<N> SEED=<seed>. The suites run through go test, which
+# builds each binary in its own temporary folder (ginkgo builds in the
+# package folder, where two concurrent runs would remove each other's
+# binary), and prints a suite's output only when it fails.
 # Target-specific defaults (as ci-soak's N); N=... SEED=... on the command
 # line override them. The default seed is read once, when make starts.
 GOLDEN_SWEEP_SEED := $(shell date +%s)
@@ -129,7 +132,8 @@ golden-sweep:
 	/usr/bin/python3 golden/gen/sweep.py --n $(N) --seed $(SEED) --out "$$dir" || exit 1; \
 	rc=0; for compute in kernels float; do \
 		echo "golden-sweep: golden and gradient suites, -golden-compute=$$compute"; \
-		$(GINKGO) --keep-going --label-filter='golden' ./suites/forward ./suites/gradient -- \
+		$(GO) test -count=1 -p 1 -timeout 2h ./suites/forward ./suites/gradient -args \
+			-ginkgo.label-filter=golden -ginkgo.keep-going \
 			-golden-dir="$$dir" -golden-compute=$$compute $(ARGS) || rc=1; \
 	done; \
 	if [ $$rc = 0 ]; then echo "golden-sweep: N=$(N) SEED=$(SEED) passed"; \
