@@ -184,8 +184,8 @@ func ParseKnownAnswer(data []byte, source string) (*KnownAnswer, error) {
 		if s.Position < 0 || s.Position >= T {
 			return nil, fmt.Errorf("%s: slices[%d].position: expected 0..%d, got %d", source, i, T-1, s.Position)
 		}
-		if s.Start < 0 || len(s.Values) == 0 || int64(s.Start)+int64(len(s.Values)) > k.Fingerprint.VocabSize {
-			return nil, fmt.Errorf("%s: slices[%d]: vocabulary entries [%d, %d) outside [0, %d) or empty", source, i, s.Start, s.Start+len(s.Values), k.Fingerprint.VocabSize)
+		if s.Start < 0 || len(s.Values) == 0 || int64(s.Start) > k.Fingerprint.VocabSize-int64(len(s.Values)) {
+			return nil, fmt.Errorf("%s: slices[%d]: vocabulary entries: expected 1 or more values from start within [0, %d), got %d from start %d", source, i, k.Fingerprint.VocabSize, len(s.Values), s.Start)
 		}
 		if err := s.validate(); err != nil {
 			return nil, fmt.Errorf("%s: slices[%d]: %v", source, i, err)

@@ -49,6 +49,7 @@ func TestKnownAnswerFileErrors(t *testing.T) {
 		{`"position": 0`, `"position": 12`, "slices[0].position: expected 0..11, got 12"},
 		{`"rtol": 0.05`, `"rtol": -1`, "mean_logits: rtol: expected a finite non-negative number, got -1"},
 		{`"atol": 0.5,`, `"atoll": 0.5,`, `unknown field "atoll"`},
+		{`"start": 0`, `"start": 9223372036854775807`, "slices[0]: vocabulary entries"},
 	} {
 		data := strings.Replace(string(good), tc.old, tc.new, 1)
 		_, err := conformance.ParseKnownAnswer([]byte(data), "bad.json")
@@ -232,4 +233,28 @@ func TestMasterDirInForwardSuite(t *testing.T) {
 	if t.Failed() {
 		t.Log(out)
 	}
+}
+
+func FuzzParseKnownAnswer(f *testing.F) {
+	shipped, err := os.ReadFile(filepath.Join("knownanswers", "bitnet-b1.58-2b-4t.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(shipped)
+	f.Add([]byte(strings.Replace(string(shipped), `"start": 0`, `"start": 9223372036854775807`, 1)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := conformance.ParseKnownAnswer(data, "fuzz.json")
+		if err != nil {
+			return
+		}
+		// A file that parses has as many means as ids and slices inside the vocabulary.
+		if k.MeanLogits != nil && len(k.MeanLogits.Values) != len(k.InputIDs) {
+			t.Fatalf("%d means for %d ids", len(k.MeanLogits.Values), len(k.InputIDs))
+		}
+		for _, s := range k.Slices {
+			if s.Start < 0 || int64(s.Start) > k.Fingerprint.VocabSize-int64(len(s.Values)) {
+				t.Fatalf("slice [%d, +%d) outside vocabulary %d", s.Start, len(s.Values), k.Fingerprint.VocabSize)
+			}
+		}
+	})
 }
