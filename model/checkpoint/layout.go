@@ -6,7 +6,12 @@
 //     f16 or f32 master weights under its HF name;
 //   - offline (microsoft/bitnet-b1.58-2B-4T): each BitLinear weight packed as
 //     uint8 [out/4, in] with a weight_scale [1] beside it, everything else as
-//     bf16 or f32.
+//     bf16 or f32. quantization_config.linear_class says what weight_scale
+//     is: mean|W|, multiplied (autobitlinear), or 1/mean|W|, divided
+//     (bitlinear, HF's default when the key is absent).
+//
+// CompareMaster checks an offline checkpoint against the online master it
+// was converted from.
 //
 // Headers are read with internal/tensorfile, which validates them before any
 // tensor data is touched.
