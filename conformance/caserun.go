@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 )
@@ -150,15 +152,21 @@ func measureSpread(impl Implementation, c *golden.Case) (map[string]float64, err
 	return spreads, nil
 }
 
+// relativeL2 is ||a − b||₂ / ||b||₂ (gonum's norms in float64).
 func relativeL2(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return math.Inf(1)
 	}
-	var d2, r2 float64
-	for i := range b {
-		d := float64(a[i]) - float64(b[i])
-		d2 += d * d
-		r2 += float64(b[i]) * float64(b[i])
+	a64, b64 := widen(a), widen(b)
+	ref := floats.Norm(b64, 2)
+	diff := floats.Distance(a64, b64, 2)
+	return relL2(diff*diff, ref*ref)
+}
+
+func widen(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
 	}
-	return relL2(d2, r2)
+	return out
 }

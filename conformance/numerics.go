@@ -106,7 +106,7 @@ func (r Result) String() string {
 	return fmt.Sprintf("%s: %s", r.Check.Name, r.Measure)
 }
 
-// Evaluate runs one check. A panic in the implementation becomes the
+// evaluate runs one check. A panic in the implementation becomes the
 // result's error, so one broken op never hides the other checks.
 func (c Check) evaluate(r *caseRun) (result Result) {
 	defer func() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
+	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -33,6 +34,28 @@ type NumericsReport struct {
 	// bounds' margin on this run is 1/WorstPassingRatio.
 	WorstPassingRatio float64 `json:"worst_passing_ratio"`
 	Failed            int     `json:"failed_checks"`
+	// Stages summarises the ratios of each stage's checks.
+	Stages map[string]RatioSummary `json:"stages"`
+}
+
+// RatioSummary is the distribution of the error/bound ratios of a set of
+// checks.
+type RatioSummary struct {
+	Checks int     `json:"checks"`
+	Median float64 `json:"median"`
+	P99    float64 `json:"p99"`
+	Max    float64 `json:"max"`
+}
+
+// summarise computes the quantiles with gonum's stat package.
+func summarise(ratios []float64) RatioSummary {
+	sort.Float64s(ratios)
+	return RatioSummary{
+		Checks: len(ratios),
+		Median: stat.Quantile(0.5, stat.Empirical, ratios, nil),
+		P99:    stat.Quantile(0.99, stat.Empirical, ratios, nil),
+		Max:    ratios[len(ratios)-1],
+	}
 }
 
 // reportNumerics registers the writing of the report after the suite.
@@ -65,15 +88,22 @@ func WriteNumericsReport(dir, suite string, cases []CaseRecord) error {
 		return err
 	}
 	sort.Slice(cases, func(i, j int) bool { return cases[i].Case < cases[j].Case })
-	rep := NumericsReport{Suite: suite, Cases: cases}
+	rep := NumericsReport{Suite: suite, Cases: cases, Stages: map[string]RatioSummary{}}
+	byStage := map[string][]float64{}
 	for _, c := range cases {
 		for _, ch := range c.Checks {
+			if ch.Err == "" && !math.IsNaN(ch.Ratio) {
+				byStage[ch.Stage] = append(byStage[ch.Stage], ch.Ratio)
+			}
 			if ch.Passed {
 				rep.WorstPassingRatio = math.Max(rep.WorstPassingRatio, ch.Ratio)
 			} else {
 				rep.Failed++
 			}
 		}
+	}
+	for stage, ratios := range byStage {
+		rep.Stages[stage] = summarise(ratios)
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"math"
 	"sync"
 
 	"github.com/tritter-ai/conformance/golden"
@@ -49,7 +50,7 @@ func caseRecord(c *golden.Case, results []Result) CaseRecord {
 	rec := CaseRecord{Case: caseName(c.Path), Path: c.Path, Version: c.Version}
 	for _, r := range results {
 		cr := CheckRecord{Name: r.Check.Name, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
-			Ratio: r.Measure.Ratio, Index: r.Measure.Index, Error: r.Measure.Error, Bound: r.Measure.Bound, Passed: r.Passed()}
+			Ratio: jsonNumber(r.Measure.Ratio), Index: r.Measure.Index, Error: jsonNumber(r.Measure.Error), Bound: jsonNumber(r.Measure.Bound), Passed: r.Passed()}
 		if r.Err != nil {
 			cr.Err = r.Err.Error()
 		}
@@ -59,4 +60,16 @@ func caseRecord(c *golden.Case, results []Result) CaseRecord {
 		rec.FirstFailure = f.Check.Name
 	}
 	return rec
+}
+
+// jsonNumber keeps a value JSON can hold: ±Inf becomes ±MaxFloat64 and NaN
+// becomes MaxFloat64 (a NaN error is as bad as an infinite one).
+func jsonNumber(v float64) float64 {
+	switch {
+	case math.IsNaN(v), math.IsInf(v, 1):
+		return math.MaxFloat64
+	case math.IsInf(v, -1):
+		return -math.MaxFloat64
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,6 +27,7 @@ func TestNumericsReport(t *testing.T) {
 	failing.Case += "-broken"
 	failing.Checks = append([]CheckRecord(nil), failing.Checks...)
 	failing.Checks[5].Ratio, failing.Checks[5].Passed = 37, false
+	failing.Checks[6].Ratio, failing.Checks[6].Passed = jsonNumber(math.Inf(1)), false // an exact op that differs
 	failing.FirstFailure = failing.Checks[5].Name
 
 	dir := t.TempDir()
@@ -40,7 +42,7 @@ func TestNumericsReport(t *testing.T) {
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Cases) != 2 || rep.Failed != 1 || rep.WorstPassingRatio <= 0 || rep.WorstPassingRatio > 1 {
+	if len(rep.Cases) != 2 || rep.Failed != 2 || rep.WorstPassingRatio <= 0 || rep.WorstPassingRatio > 1 {
 		t.Errorf("report: %d cases, %d failed, worst passing ratio %g", len(rep.Cases), rep.Failed, rep.WorstPassingRatio)
 	}
 	for _, name := range []string{"numerics-golden.png", "numerics-golden-cases_shared-example-tiny-gqa-v2-broken.png"} {
