@@ -40,9 +40,11 @@ type Config struct {
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
 	AttentionBias         bool     `json:"attention_bias"`
 	InitializerRange      float64  `json:"initializer_range,omitempty"`
-	BOSTokenID            int64    `json:"bos_token_id,omitempty"`
-	EOSTokenID            int64    `json:"eos_token_id,omitempty"`
-	TorchDtype            string   `json:"torch_dtype,omitempty"`
+	// Token ids are a number or a list (Llama 3 lists several eos ids);
+	// they are kept as written, and no numerics use them.
+	BOSTokenID json.RawMessage `json:"bos_token_id,omitempty"`
+	EOSTokenID json.RawMessage `json:"eos_token_id,omitempty"`
+	TorchDtype string          `json:"torch_dtype,omitempty"`
 
 	QuantizationConfig *QuantizationConfig `json:"quantization_config,omitempty"`
 

@@ -103,8 +103,6 @@ const (
 	hfMaxPositionEmbeddings = 2048
 	hfRMSNormEps            = 1e-5
 	hfRopeTheta             = 500000.0
-	hfBOSTokenID            = 128000
-	hfEOSTokenID            = 128001
 	// HF BitNetQuantConfig defaults.
 	hfLinearClass      = "bitlinear"
 	hfQuantizationMode = "offline"
@@ -117,7 +115,6 @@ func hfDefaults() Config {
 		NumHiddenLayers: hfNumHiddenLayers, NumAttentionHeads: hfNumAttentionHeads, NumKeyValueHeads: hfNumKeyValueHeads,
 		HiddenAct: hfHiddenAct, MaxPositionEmbeddings: hfMaxPositionEmbeddings, RMSNormEps: hfRMSNormEps,
 		RopeTheta: hfRopeTheta, InitializerRange: DefaultInitializerRange,
-		BOSTokenID: hfBOSTokenID, EOSTokenID: hfEOSTokenID,
 		TieWordEmbeddings: false, AttentionBias: false,
 	}
 }

@@ -236,3 +236,54 @@ func TestLinearClass(t *testing.T) {
 		t.Errorf("unknown linear_class: %v", err)
 	}
 }
+
+// gpt2Config is openai-community/gpt2's config.json.
+const gpt2Config = `{
+  "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+  "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+  "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+  "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
+  "summary_first_dropout": 0.1, "summary_proj_to_labels": true, "summary_type": "cls_index",
+  "summary_use_proj": true, "task_specific_params": {"text-generation": {"do_sample": true, "max_length": 50}},
+  "vocab_size": 50257
+}`
+
+// llama3Config has the list of eos ids Llama 3 configs carry.
+const llama3Config = `{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "bos_token_id": 128000,
+  "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu", "hidden_size": 2048,
+  "intermediate_size": 8192, "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+  "rope_scaling": {"factor": 32.0, "rope_type": "llama3"}, "rope_theta": 500000.0, "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16", "vocab_size": 128256, "max_position_embeddings": 131072, "rms_norm_eps": 1e-05,
+  "mlp_bias": false, "attention_bias": false, "pretraining_tp": 1, "head_dim": 64}`
+
+// Configs of other families decode and get a key-by-key report, never a
+// decode error on a field BitNet does not need.
+func TestOtherFamiliesDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, modelType string
+		incompatible, unknown []string
+	}{
+		{"gpt2", gpt2Config, "gpt2",
+			[]string{"activation_function", "architectures", "attn_pdrop", "embd_pdrop", "layer_norm_epsilon", "model_type", "n_ctx", "n_embd", "n_head", "n_layer", "n_positions", "resid_pdrop"},
+			[]string{"summary_activation", "summary_first_dropout", "summary_proj_to_labels", "summary_type", "summary_use_proj"}},
+		{"llama3", llama3Config, "llama", []string{"architectures", "hidden_act", "model_type", "rope_scaling"}, nil},
+	} {
+		c, err := model.DecodeConfig([]byte(tc.data), tc.name+".json")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var got, unknown []string
+		for _, k := range c.Keys.Of(model.KeyIncompatible) {
+			got = append(got, k.Key)
+		}
+		for _, k := range c.Keys.Of(model.KeyUnknown) {
+			unknown = append(unknown, k.Key)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.incompatible, ",") || strings.Join(unknown, ",") != strings.Join(tc.unknown, ",") {
+			t.Errorf("%s: incompatible %v, unknown %v; expected %v and %v", tc.name, got, unknown, tc.incompatible, tc.unknown)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `model_type: "`+tc.modelType+`" — HF builds`) {
+			t.Errorf("%s: Validate = %v", tc.name, err)
+		}
+	}
+}
