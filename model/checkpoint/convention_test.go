@@ -149,3 +149,21 @@ func TestSaveKeepsOfflineWeightScale(t *testing.T) {
 		}
 	}
 }
+
+// A quantization_config without quantization_mode is offline, as in HF; an
+// online folder with such a config is told why its masters are unexpected.
+func TestAbsentQuantizationModeIsOffline(t *testing.T) {
+	dir := writeSynthetic(t, tinyConfig(true), Online, 1)
+	cfg := withLinearClass(tinyConfig(true), "autobitlinear")
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), cfg.JSON(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Inspect(dir, tinyConfig(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `model.layers.0.self_attn.q_proj.weight: BF16 [64,64] is an online master weight, but config.json's quantization_config leaves quantization_mode unset, and HF's default is "offline"`
+	if r.Mode != Offline || len(r.Problems) == 0 || !strings.HasPrefix(r.Problems[0].String(), want) {
+		t.Errorf("mode %s, first problem %v; want %q", r.Mode, r.Problems, want)
+	}
+}

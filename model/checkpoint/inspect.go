@@ -119,7 +119,11 @@ func inspect(dir string, expected model.Config) (*Report, *layout, map[string]lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	checkInventory(r, lay, found, expectedTensors(expected, r.Mode))
+	declared := fmt.Sprintf("%s sets quantization_mode %q", ConfigFile, r.Mode)
+	if q := cfg.QuantizationConfig; q != nil && q.QuantizationMode == "" {
+		declared = fmt.Sprintf("%s's quantization_config leaves quantization_mode unset, and HF's default is %q", ConfigFile, r.Mode)
+	}
+	checkInventory(r, lay, found, expectedTensors(expected, r.Mode), declared)
 	return r, lay, found, nil
 }
 
@@ -154,7 +158,8 @@ func readHeaders(lay *layout, r *Report) (map[string]located, error) {
 }
 
 // checkInventory compares the found tensors with the expected ones.
-func checkInventory(r *Report, lay *layout, found map[string]located, expected []expectedTensor) {
+// declared says where the layout comes from, for otherLayout's messages.
+func checkInventory(r *Report, lay *layout, found map[string]located, expected []expectedTensor, declared string) {
 	wanted := make(map[string]bool, len(expected))
 	for _, e := range expected {
 		wanted[e.name] = true
@@ -169,7 +174,7 @@ func checkInventory(r *Report, lay *layout, found map[string]located, expected [
 			r.Problems = append(r.Problems, Problem{e.name, file, msg})
 			continue
 		}
-		if msg := otherLayout(e, t.info, r.Mode); msg != "" {
+		if msg := otherLayout(e, t.info, r.Mode, declared); msg != "" {
 			r.Problems = append(r.Problems, Problem{e.name, t.file, msg})
 			continue
 		}
@@ -208,16 +213,16 @@ func checkInventory(r *Report, lay *layout, found map[string]located, expected [
 // otherLayout explains a linear weight stored in the other layout than the
 // one config.json declares, which would otherwise show up as a puzzling
 // shape and dtype mismatch.
-func otherLayout(e expectedTensor, got tensorfile.Info, mode string) string {
+func otherLayout(e expectedTensor, got tensorfile.Info, mode, declared string) string {
 	if e.spec.Kind != model.KindLinear || e.name != e.spec.Name {
 		return ""
 	}
 	packed := []int64{e.spec.Shape[0] / 4, e.spec.Shape[1]}
 	switch {
 	case mode == Online && got.DType == "U8" && slices.Equal(got.Shape, packed):
-		return fmt.Sprintf("U8 %s is the offline packed layout, but %s sets quantization_mode %q", tensorfile.ShapeString(got.Shape), ConfigFile, mode)
+		return fmt.Sprintf("U8 %s is the offline packed layout, but %s", tensorfile.ShapeString(got.Shape), declared)
 	case mode == Offline && slices.Contains(floatDTypes, got.DType) && slices.Equal(got.Shape, e.spec.Shape):
-		return fmt.Sprintf("%s %s is an online master weight, but %s sets quantization_mode %q", got.DType, tensorfile.ShapeString(got.Shape), ConfigFile, mode)
+		return fmt.Sprintf("%s %s is an online master weight, but %s", got.DType, tensorfile.ShapeString(got.Shape), declared)
 	}
 	return ""
 }
