@@ -133,7 +133,7 @@ golden-sweep:
 	rc=0; for compute in kernels float; do \
 		echo "golden-sweep: golden and gradient suites, -golden-compute=$$compute"; \
 		$(GO) test -count=1 -p 1 -timeout 2h ./suites/forward ./suites/gradient -args \
-			-ginkgo.label-filter=golden -ginkgo.keep-going \
+			-ginkgo.label-filter=golden \
 			-golden-dir="$$dir" -golden-compute=$$compute $(ARGS) || rc=1; \
 	done; \
 	if [ $$rc = 0 ]; then echo "golden-sweep: N=$(N) SEED=$(SEED) passed"; \
