@@ -150,8 +150,10 @@ func TestKnownAnswersOnSyntheticCheckpoint(t *testing.T) {
 	var named []string
 	for _, miss := range misses {
 		named = append(named, miss.What)
-		if miss.What == "mean_logits[0]" {
-			t.Errorf("position 0 moved under a RoPE change: %s", miss)
+		// Position 0 attends only to itself, and positions 0 and 1 hold the
+		// same token, so RoPE cannot move them.
+		if miss.What == "mean_logits[0]" || miss.What == "mean_logits[1]" {
+			t.Errorf("a position RoPE cannot affect moved under a RoPE change: %s", miss)
 		}
 		if !(math.Abs(miss.Actual-miss.Expected) > miss.Allowed) {
 			t.Errorf("miss within tolerance: %s", miss)
