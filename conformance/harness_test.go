@@ -206,7 +206,7 @@ func TestGoldenDirRunsNewCases(t *testing.T) {
 	if !ok {
 		t.Fatalf("golden specs failed on a copy of a committed case:\n%s", out)
 	}
-	for _, want := range []string{"Golden numerics " + dirName + "/team-b-case logits, end to end", "Gradient flow " + dirName + "/team-b-case grad of model.norm.weight"} {
+	for _, want := range []string{"Golden numerics " + dirName + "/team-b-case logits end to end from input_ids", "Gradient flow " + dirName + "/team-b-case grad.model.norm.weight end to end from the loss"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no spec %q ran", want)
 		}
