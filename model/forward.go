@@ -103,7 +103,7 @@ func (m *Model) network(B, T int, compute Compute, jitter uint64) (*network[floa
 		head = m.byName["lm_head.weight"]
 	}
 	scratch := &linearScratch{}
-	return &network[float32]{
+	net := &network[float32]{
 		d:         configDims(m.cfg, B, T),
 		embed:     embed,
 		head:      head,
@@ -113,7 +113,30 @@ func (m *Model) network(B, T int, compute Compute, jitter uint64) (*network[floa
 		layers:    int(m.cfg.NumHiddenLayers),
 		names:     layerName,
 		q:         q,
-	}, nil
+	}
+	if m.stream != nil {
+		buf := m.stream.get()
+		net.layer = func(i int) (*layerWeights[float32], error) {
+			if err := m.checkLayer(i); err != nil {
+				return nil, err
+			}
+			ps, err := buf.load(m, i)
+			if err != nil {
+				return nil, err
+			}
+			return layerWeightsOf(ps, compute, scratch, buf.tern, q)
+		}
+		net.checkpoint = true
+		net.done = func() { m.stream.put(buf) }
+	}
+	return net, nil
+}
+
+func (m *Model) checkLayer(i int) error {
+	if i < 0 || int64(i) >= m.cfg.NumHiddenLayers {
+		return fmt.Errorf("layer: index %d outside [0, %d)", i, m.cfg.NumHiddenLayers)
+	}
+	return nil
 }
 
 func checkCompute(c Compute) error {
@@ -213,12 +236,21 @@ func (m *Model) layerWeights64(i int, q *quirks) (*layerWeights[float64], error)
 // layerWeights prepares layer i's weights for the given compute path.
 // scratch is the network's working memory for kernel linears.
 func (m *Model) layerWeights(i int, compute Compute, scratch *linearScratch, q *quirks) (*layerWeights[float32], error) {
-	if i < 0 || int64(i) >= m.cfg.NumHiddenLayers {
-		return nil, fmt.Errorf("layer: index %d outside [0, %d)", i, m.cfg.NumHiddenLayers)
+	if err := m.checkLayer(i); err != nil {
+		return nil, err
 	}
+	var ps [slotsPerLayer]*Param
+	for slot := range ps {
+		ps[slot] = m.byName[layerName(i, slot)]
+	}
+	return layerWeightsOf(ps, compute, scratch, nil, q)
+}
+
+// layerWeightsOf prepares one layer's weights, given by slot; tern is
+// scratch space for quantizing a linear (nil: allocate).
+func layerWeightsOf(ps [slotsPerLayer]*Param, compute Compute, scratch *linearScratch, tern []int8, q *quirks) (*layerWeights[float32], error) {
 	w := &layerWeights[float32]{}
-	for slot := 0; slot < slotsPerLayer; slot++ {
-		p := m.byName[layerName(i, slot)]
+	for slot, p := range ps {
 		if p.spec.Kind == KindNorm {
 			w.norms[slot] = p.Float32()
 			continue
@@ -226,7 +258,7 @@ func (m *Model) layerWeights(i int, compute Compute, scratch *linearScratch, q *
 		out, in := p.shape[0], p.shape[1]
 		switch {
 		case compute == ComputeKernels && !q.forcesFloat():
-			tw, err := p.ternary()
+			tw, err := p.ternaryWith(tern)
 			if err != nil {
 				return nil, err
 			}
@@ -271,6 +303,7 @@ func (m *Model) Forward(b Batch, opts ForwardOptions) (*Output, error) {
 		return nil, err
 	}
 	r, err := net.forward(b.IDs, false)
+	net.release()
 	if err != nil {
 		return nil, err
 	}
@@ -457,6 +490,7 @@ func (m *Model) Gradients(b Batch, opts GradOptions) (*GradResult, error) {
 		var net *network[float32]
 		if net, err = m.network(b.B, b.T, opts.Compute, opts.Jitter); err == nil {
 			res.Loss, err = net.gradients(b.IDs, visit)
+			net.release()
 		}
 	}
 	if err != nil {

@@ -15,8 +15,19 @@ import (
 const initChunk = 1 << 18
 
 // initParams fills linear, embedding and lm_head weights with N(0, std) and
-// norm weights with 1.
+// norm weights with 1; params[i] draws from tensor stream i.
 func initParams(params []*Param, seed uint64, std float64) {
+	streams := make([]int, len(params))
+	for i := range streams {
+		streams[i] = i
+	}
+	initTensors(params, streams, seed, std)
+}
+
+// initTensors is initParams with params[i] drawing from tensor stream
+// streams[i] (its position in the inventory), so that one tensor can be
+// regenerated alone with the values it has in the whole model.
+func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 	type job struct{ param, chunk int }
 	var jobs []job
 	for i, p := range params {
@@ -50,7 +61,7 @@ func initParams(params []*Param, seed uint64, std float64) {
 						dst[i] = one
 					}
 				case p.bf16 != nil:
-					s := newNormalSource(seed, uint64(j.param), uint64(j.chunk))
+					s := newNormalSource(seed, uint64(streams[j.param]), uint64(j.chunk))
 					s.fillBF16(p.bf16[lo:hi], tab, std)
 				case norm:
 					dst := p.f32[lo:hi]
@@ -58,7 +69,7 @@ func initParams(params []*Param, seed uint64, std float64) {
 						dst[i] = 1
 					}
 				default:
-					s := newNormalSource(seed, uint64(j.param), uint64(j.chunk))
+					s := newNormalSource(seed, uint64(streams[j.param]), uint64(j.chunk))
 					s.fillScaled(p.f32[lo:hi], tab, std)
 				}
 			}

@@ -83,7 +83,7 @@ func BenchmarkNormalSource(b *testing.B) {
 func BenchmarkInitBF16(b *testing.B) {
 	cfg := Config{HiddenSize: 1024, IntermediateSize: 2048, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 4,
 		VocabSize: 8192, MaxPositionEmbeddings: 64, RopeTheta: 1e4, RMSNormEps: 1e-5, HiddenAct: "relu2", TieWordEmbeddings: true}
-	m, err := newModel(cfg, StorageBF16)
+	m, err := newModel(cfg, StorageBF16, false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -65,6 +65,13 @@ type Options struct {
 	// checkpoint loaders. Untouched bf16 storage costs no physical memory
 	// until written, so linears later made offline never take any.
 	Zero bool
+	// Streamed stores no decoder layer: each layer's weights are
+	// regenerated from their init streams (the values New would store)
+	// whenever the layer runs, into buffers reused from layer to layer, and
+	// the gradient pass recomputes each layer's forward from its saved
+	// input (stream.go). Only the embedding, the final norm and the lm_head
+	// stay resident. Results are bit-identical to the resident model's.
+	Streamed bool
 }
 
 // Model is a BitNet b1.58 causal language model. Forward, Gradients and the
@@ -75,6 +82,8 @@ type Model struct {
 	params []*Param
 	byName map[string]*Param
 	quirks quirks
+	// stream materialises the layers of a streamed model (Options.Streamed).
+	stream *layerStream
 }
 
 // Param is one parameter tensor, stored as float32 or bfloat16, or (after
@@ -86,6 +95,9 @@ type Param struct {
 	bf16  []uint16
 	// mapping owns bf16's memory when it lives outside the Go heap.
 	mapping *mapping
+	// lazy, for a layer tensor of a streamed model, says how to regenerate
+	// the values it does not store.
+	lazy *lazyInit
 
 	mu   sync.Mutex
 	tern *ternaryWeight // KindLinear: quantized cache, or the only copy when offline
@@ -112,6 +124,8 @@ func (p *Param) Float32() []float32 {
 		bf16ToF32(out, p.bf16)
 		runtime.KeepAlive(p) // p owns the mapping behind p.bf16
 		return out
+	case p.lazy != nil:
+		return p.lazy.values(p)
 	}
 	p.mu.Lock()
 	tw := p.tern
@@ -137,7 +151,7 @@ func (p *Param) Set(data []float32) error {
 	default:
 		p.f32 = append([]float32(nil), data...)
 	}
-	p.tern = nil
+	p.tern, p.lazy = nil, nil
 	runtime.KeepAlive(p)
 	return nil
 }
@@ -161,7 +175,7 @@ func (p *Param) rowsInto(dst []float32, lo, hi int) {
 // stored as float32.
 func (p *Param) dense() []float32 { return p.f32 }
 
-func (p *Param) offline() bool { return p.f32 == nil && p.bf16 == nil }
+func (p *Param) offline() bool { return p.f32 == nil && p.bf16 == nil && p.lazy == nil }
 
 // Offline returns the ternary codes and weight_scale of a linear made
 // offline by SetOffline, exactly as they were set, with their convention;
@@ -222,8 +236,9 @@ func (p *Param) bytes() int64 {
 	return n
 }
 
-// newModel allocates zeroed parameters for cfg.
-func newModel(cfg Config, storage Storage) (*Model, error) {
+// newModel allocates zeroed parameters for cfg; with streamed, decoder
+// layer tensors get no storage.
+func newModel(cfg Config, storage Storage, streamed bool) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -241,9 +256,14 @@ func newModel(cfg Config, storage Storage) (*Model, error) {
 			shape[i] = int(d)
 		}
 		p := &Param{spec: spec, shape: shape}
-		if st == StorageBF16 {
-			p.bf16 = allocBF16(p, Elements(shape))
-		} else {
+		switch {
+		case streamed && spec.Layer >= 0:
+			p.lazy = &lazyInit{storage: st, stream: len(m.params)}
+		case st == StorageBF16:
+			if p.bf16, err = allocBF16(p, Elements(shape)); err != nil {
+				return nil, fmt.Errorf("%s: %v", spec.Name, err)
+			}
+		default:
 			p.f32 = make([]float32, Elements(shape))
 		}
 		m.params = append(m.params, p)
@@ -255,12 +275,29 @@ func newModel(cfg Config, storage Storage) (*Model, error) {
 // New builds a model with deterministic random weights: linear and embedding
 // weights ~ N(0, cfg.InitStd()), norm weights 1 (unless opts.Zero).
 func New(cfg Config, opts Options) (*Model, error) {
-	m, err := newModel(cfg, opts.Storage)
+	if opts.Streamed && opts.Zero {
+		return nil, fmt.Errorf("options: Streamed regenerates the random initialisation, which Zero skips; expected at most one of them")
+	}
+	m, err := newModel(cfg, opts.Storage, opts.Streamed)
 	if err != nil {
 		return nil, err
 	}
-	if !opts.Zero {
-		initParams(m.params, opts.Seed, cfg.InitStd())
+	if opts.Zero {
+		return m, nil
+	}
+	var stored []*Param
+	var streams []int
+	for i, p := range m.params {
+		if p.lazy != nil {
+			p.lazy.seed, p.lazy.std = opts.Seed, cfg.InitStd()
+			continue
+		}
+		stored = append(stored, p)
+		streams = append(streams, i)
+	}
+	initTensors(stored, streams, opts.Seed, cfg.InitStd())
+	if opts.Streamed {
+		m.stream = &layerStream{m: m}
 	}
 	return m, nil
 }
@@ -281,7 +318,7 @@ func FromTensors(cfg Config, params map[string]*Tensor) (*Model, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing tensors: %v", missing)
 	}
-	m, err := newModel(cfg, StorageAuto)
+	m, err := newModel(cfg, StorageAuto, false)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +380,7 @@ func (m *Model) SetOffline(name string, w *kernels.Ternary, weightScale float32,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.f32, p.bf16 = nil, nil
+	p.f32, p.bf16, p.lazy = nil, nil, nil
 	releaseStorage(p)
 	p.tern = &ternaryWeight{t: w, scale: weightScale, multiplies: conv == ScaleMultiplies}
 	return nil
@@ -384,7 +421,7 @@ func (m *Model) MemoryBytes() int64 {
 func (m *Model) prepareTernary() error {
 	var todo []*Param
 	for _, p := range m.params {
-		if p.spec.Kind == KindLinear {
+		if p.spec.Kind == KindLinear && p.lazy == nil {
 			todo = append(todo, p)
 		}
 	}

@@ -324,7 +324,26 @@ type network[F float] struct {
 	q      *quirks
 	// teacher, when set, feeds every op golden inputs (teacher.go).
 	teacher *teacher[F]
+	// checkpoint keeps only each layer's input in the forward pass of
+	// gradients; the backward pass recomputes the layer's forward from it
+	// (activation checkpointing). The recomputation gives the same bits,
+	// so the gradients are those of the kept activations. A teacher
+	// rewrites activations as they are computed, so it keeps them all.
+	checkpoint bool
+	// done, when set, gives back what the network borrowed (stream.go).
+	done func()
 }
+
+// release gives back what the network borrowed; it must not run after.
+func (net *network[F]) release() {
+	if net.done != nil {
+		net.done()
+	}
+}
+
+// recomputes reports whether the backward pass recomputes each layer's
+// forward instead of keeping its activations.
+func (net *network[F]) recomputes() bool { return net.checkpoint && net.teacher == nil }
 
 // forwardResult holds the outputs and, for backward, the saved activations.
 type forwardResult[F float] struct {
@@ -353,9 +372,13 @@ func (net *network[F]) forward(ids []int32, keep bool) (*forwardResult[F], error
 		out := make([]F, N*H)
 		c := layerForward(out, x, w, d, r.rt, net.q, r.pool, layerTap[F]{net.teacher, i})
 		net.teacher.tap(fmt.Sprintf("hidden.%d", i+1), out)
-		if keep {
+		switch {
+		case keep && !net.recomputes():
 			r.caches = append(r.caches, c)
-		} else {
+		case keep:
+			r.pool.put(c.buffers()...)
+			r.caches = append(r.caches, nil) // recomputed by gradients
+		default:
 			r.pool.put(c.buffers()...)
 		}
 		r.hidden = append(r.hidden, out)
@@ -386,10 +409,6 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 	// headBackward overwrites gradHead; for a tied model the lookup path
 	// then adds into the same buffer.
 	gradHead := make([]F, V*H)
-	gradEmbed := gradHead
-	if !net.tied || net.q.tiedGradOnePath {
-		gradEmbed = zeroed[F](V * H)
-	}
 	gradFinal := zeroed[F](N * H)
 	headBackward(gradFinal, gradHead, gradLogits, r.finalNorm, net.head, N, V, H, net.q)
 	net.teacher.tap("grad.final_norm", gradFinal)
@@ -422,14 +441,33 @@ func (net *network[F]) gradients(ids []int32, visit func(name string, grad []F))
 				clear(grads[slot]) // norm gradients accumulate; linear ones are overwritten
 			}
 		}
-		layerBackward(gradIn, gradX, w, r.caches[i], &grads, d, r.rt, net.q, r.pool, layerTap[F]{net.teacher, i})
+		c := r.caches[i]
+		if c == nil {
+			// Activation checkpointing: the layer's forward again, from
+			// its saved input; its output (hidden i+1) is not needed.
+			out := r.pool.get(N * H)
+			c = layerForward(out, r.hidden[i], w, d, r.rt, net.q, r.pool, layerTap[F]{})
+			r.pool.put(out)
+		}
+		layerBackward(gradIn, gradX, w, c, &grads, d, r.rt, net.q, r.pool, layerTap[F]{net.teacher, i})
 		net.teacher.tap(fmt.Sprintf("grad.hidden.%d", i), gradIn)
-		r.pool.put(r.caches[i].buffers()...)
+		r.pool.put(c.buffers()...)
 		r.caches[i] = nil
 		for slot := range grads {
 			visit(net.names(i, slot), grads[slot])
 		}
 		gradX, gradIn = gradIn, gradX
+	}
+	var gradEmbed []F
+	switch {
+	case net.tied && !net.q.tiedGradOnePath:
+		gradEmbed = gradHead
+	case net.tied:
+		gradEmbed = zeroed[F](V * H)
+	default:
+		// lm_head's gradient was visited: its memory holds the embedding's.
+		clear(gradHead)
+		gradEmbed = gradHead
 	}
 	embeddingBackward(gradEmbed, gradX, ids, H, net.q)
 	visit("model.embed_tokens.weight", gradEmbed)
