@@ -19,7 +19,7 @@ ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/... ./cmd/...
 
 .PHONY: all conformance conformance-7b conformance-huge test unit fuzz-short fuzz ci-soak bench bench-kernels \
-	bench-2b bench-7b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
+	bench-2b bench-7b bench-config bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
 
 all: test
 
@@ -93,6 +93,21 @@ bench-7b:
 	@mkdir -p $(REPORTS)
 	$(GO) build -o bin/fullscale ./cmd/fullscale
 	$(TIME) bin/fullscale -config tritter-7b -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-7b.txt
+
+# Any preset, in any memory mode (auto, resident, streamed), e.g.
+# make bench-config BENCH_CONFIG=tritter-7b MEMORY_MODE=streamed
+BENCH_CONFIG ?= tritter-13b
+MEMORY_MODE ?= auto
+bench-config:
+	@mkdir -p $(REPORTS)
+	$(GO) build -o bin/fullscale ./cmd/fullscale
+	$(TIME) bin/fullscale -config $(BENCH_CONFIG) -memory-mode=$(MEMORY_MODE) -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-$(BENCH_CONFIG)-$(MEMORY_MODE).txt
+
+bench-13b:
+	$(MAKE) bench-config BENCH_CONFIG=tritter-13b
+
+bench-70b:
+	$(MAKE) bench-config BENCH_CONFIG=tritter-70b
 
 # The PyTorch fp32 equivalent (needs python3-torch; see golden/gen/README.md):
 # instantiate + forward, then the full validation with backward under a

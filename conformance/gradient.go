@@ -162,7 +162,7 @@ func describeSubjectGradient(s Subject) {
 			})
 
 			It("lowers the loss with one SGD step on the same batch", func() {
-				m, err := s.build() // a private copy: the step changes weights
+				m, err := s.build(false) // a private copy: the step changes weights
 				Expect(err).NotTo(HaveOccurred())
 				batch := RandomBatch(s.Config, B, T, Flags.Seed)
 				before, err := m.Gradients(batch, model.GradOptions{Keep: true})

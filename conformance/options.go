@@ -43,6 +43,11 @@ type Options struct {
 	// -golden-compute, env CONFORMANCE_GOLDEN_COMPUTE): kernels (integer
 	// kernels, the default), float (torch's float32 formulation) or float64.
 	GoldenCompute string
+	// MemoryMode is how models hold their decoder layers (flag
+	// -memory-mode, env CONFORMANCE_MEMORY_MODE): auto (the default:
+	// resident when the estimate fits comfortably, else layer-streamed),
+	// resident or streamed (memory.go).
+	MemoryMode string
 	// Seed seeds random initialisation and random inputs (flag -seed).
 	Seed uint64
 }
@@ -67,6 +72,7 @@ func RegisterFlags() {
 		flag.StringVar(&Flags.MasterDir, "master-dir", "", "online master checkpoint folder that the offline -model-dir was converted from (env CONFORMANCE_MASTER_DIR)")
 		flag.StringVar(&Flags.GoldenDir, "golden-dir", "", "comma-separated extra golden-case folders (env CONFORMANCE_GOLDEN_DIR)")
 		flag.StringVar(&Flags.GoldenCompute, "golden-compute", "", "compute path of the golden checks: kernels (default), float or float64 (env CONFORMANCE_GOLDEN_COMPUTE)")
+		flag.StringVar(&Flags.MemoryMode, "memory-mode", "", "how models hold their layers: auto (default), resident or streamed (env CONFORMANCE_MEMORY_MODE)")
 		flag.Uint64Var(&Flags.Seed, "seed", 1, "seed for random initialisation and inputs")
 	})
 }
@@ -86,6 +92,7 @@ func (o Options) Resolved() Options {
 	fill(&o.MasterDir, "CONFORMANCE_MASTER_DIR")
 	fill(&o.GoldenDir, "CONFORMANCE_GOLDEN_DIR")
 	fill(&o.GoldenCompute, "CONFORMANCE_GOLDEN_COMPUTE")
+	fill(&o.MemoryMode, "CONFORMANCE_MEMORY_MODE")
 	o.ConfigDir, o.ModelDir, o.MasterDir = fromRoot(o.ConfigDir), fromRoot(o.ModelDir), fromRoot(o.MasterDir)
 	dirs := splitList(o.GoldenDir)
 	for i, d := range dirs {

@@ -20,7 +20,10 @@ type Subject struct {
 	Source    string // preset file or checkpoint folder
 	Config    model.Config
 	FullScale bool
-	build     func() (*model.Model, error)
+	// build builds the model, layer-streamed when streamed is true (only
+	// where canStream).
+	build     func(streamed bool) (*model.Model, error)
+	canStream bool
 }
 
 // Labels returns the subject's labels: config:<name>, plus full-scale and
@@ -53,7 +56,7 @@ func Subjects() ([]Subject, error) {
 		return []Subject{{
 			Name: "checkpoint", Source: dir, Config: cfg,
 			FullScale: cfg.ParamCount() >= FullScaleParams,
-			build:     func() (*model.Model, error) { return checkpoint.Load(dir) },
+			build:     func(bool) (*model.Model, error) { return checkpoint.Load(dir) },
 		}}, nil
 	}
 	presets, err := opts.Select()
@@ -65,7 +68,10 @@ func Subjects() ([]Subject, error) {
 		cfg := p.Config
 		subjects[i] = Subject{
 			Name: p.Name, Source: p.Source, Config: cfg, FullScale: p.FullScale(),
-			build: func() (*model.Model, error) { return model.New(cfg, model.Options{Seed: opts.Seed}) },
+			build: func(streamed bool) (*model.Model, error) {
+				return model.New(cfg, model.Options{Seed: opts.Seed, Streamed: streamed})
+			},
+			canStream: true,
 		}
 	}
 	return subjects, nil
@@ -92,7 +98,10 @@ var cache struct {
 }
 
 // Model returns the subject's model, building it on first use. Building a
-// full-scale model first drops any other full-scale model.
+// full-scale model first drops any other full-scale model. Before building,
+// the memory plan (memory.go) decides between resident and layer-streamed
+// layers; a model that cannot fit is an error, never an out-of-memory
+// crash.
 func (s Subject) Model() (*model.Model, error) {
 	cache.Lock()
 	defer cache.Unlock()
@@ -108,13 +117,18 @@ func (s Subject) Model() (*model.Model, error) {
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
+	plan, err := s.MemoryPlan()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	m, err := s.build()
+	m, err := s.build(plan.Streamed)
 	if err != nil {
 		return nil, fmt.Errorf("%s: building the model: %w", s.Name, err)
 	}
 	if s.FullScale {
-		fmt.Fprintf(GinkgoWriter, "built %s (%s parameters) in %.1fs\n", s.Name, Thousands(m.ParamCount()), time.Since(start).Seconds())
+		fmt.Fprintf(GinkgoWriter, "built %s (%s parameters) in %.1fs, %s\n", s.Name, Thousands(m.ParamCount()), time.Since(start).Seconds(), plan.Reason)
+		AddReportEntry("memory mode", plan.Reason)
 		cache.fullModel, cache.fullName = m, s.Name
 	} else {
 		if cache.small == nil {
@@ -123,4 +137,17 @@ func (s Subject) Model() (*model.Model, error) {
 		cache.small[s.Name] = m
 	}
 	return m, nil
+}
+
+// MemoryPlan decides how the subject's model is held (resident or
+// layer-streamed) from -memory-mode, the model's estimated peak memory and
+// the memory available now.
+func (s Subject) MemoryPlan() (MemoryPlan, error) {
+	avail, err := AvailableMemory()
+	if err != nil {
+		// Nothing to compare with (not Linux): trust the configured mode.
+		avail = Available{Bytes: 1<<63 - 1, Source: err.Error()}
+	}
+	B, T := ForwardShape[0], min(ForwardShape[1], int(s.Config.MaxPositionEmbeddings))
+	return PlanMemory(s.Name, s.Config, B, T, Flags.Resolved().MemoryMode, s.canStream, avail)
 }

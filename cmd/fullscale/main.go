@@ -1,7 +1,11 @@
 // Command fullscale times the full validation of one preset outside Ginkgo:
 // instantiate, forward [B,T], and forward plus backward with streamed
-// gradient statistics. Run it under /usr/bin/time -v for peak RSS (make
-// bench-2b, make bench-7b); golden/gen/baseline.py is the PyTorch equivalent.
+// gradient statistics. Each phase reports its wall time, its peak RSS (the
+// high-water mark is reset before it, /proc/self/clear_refs) and its rate
+// in GOPS. Run it under /usr/bin/time -v for the whole run's peak RSS (make
+// bench-2b, bench-7b, bench-13b, bench-70b); -memory-mode chooses resident
+// or layer-streamed layers as the suites do. golden/gen/baseline.py is the
+// PyTorch equivalent.
 package main
 
 import (
@@ -24,13 +28,15 @@ func main() {
 	seqLen := flag.Int("seq", 128, "sequence length T")
 	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate")
 	flag.Parse()
-	if err := run(*preset, *configDir, *batch, *seqLen, *phases); err != nil {
+	// -memory-mode is the harness option (conformance.Options), which the
+	// conformance package registers on the command line.
+	if err := run(*preset, *configDir, *batch, *seqLen, *phases, conformance.Flags.Resolved().MemoryMode); err != nil {
 		fmt.Fprintln(os.Stderr, "fullscale:", err)
 		os.Exit(1)
 	}
 }
 
-func run(name, configDir string, B, T int, phases string) error {
+func run(name, configDir string, B, T int, phases, memoryMode string) error {
 	presets, err := conformance.LoadPresets(configDir)
 	if err != nil {
 		return err
@@ -40,16 +46,28 @@ func run(name, configDir string, B, T int, phases string) error {
 		return fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(conformance.SortedNames(presets), ", "))
 	}
 	fmt.Printf("%s: %s parameters, kernel path %s, GOMAXPROCS %d\n", name, conformance.Thousands(p.Config.ParamCount()), kernels.ActivePath(), runtime.GOMAXPROCS(0))
-	total := time.Now()
-	start := time.Now()
-	m, err := model.New(p.Config, model.Options{Seed: 1})
+	avail, err := conformance.AvailableMemory()
 	if err != nil {
 		return err
 	}
-	report("instantiate", start)
+	plan, err := conformance.PlanMemory(name, p.Config, B, T, memoryMode, true, avail)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("memory: %s\n", plan.Reason)
+	total := time.Now()
+	start := time.Now()
+	resetPeakRSS()
+	m, err := model.New(p.Config, model.Options{Seed: 1, Streamed: plan.Streamed})
+	if err != nil {
+		return err
+	}
+	report("instantiate", start, 0)
 	b := conformance.RandomBatch(p.Config, B, T, 1)
+	fwdOps := forwardOps(p.Config, B, T)
 	for _, phase := range strings.Split(phases, ",") {
 		start = time.Now()
+		resetPeakRSS()
 		switch strings.TrimSpace(phase) {
 		case "instantiate", "":
 			continue
@@ -58,7 +76,7 @@ func run(name, configDir string, B, T int, phases string) error {
 			if err != nil {
 				return err
 			}
-			report(fmt.Sprintf("forward [%d,%d] -> logits %s", B, T, model.ShapeString(out.Logits.Shape)), start)
+			report(fmt.Sprintf("forward [%d,%d] -> logits %s", B, T, model.ShapeString(out.Logits.Shape)), start, fwdOps)
 		case "gradient":
 			loss, stats, err := conformance.GradientFlow(m, b)
 			if err != nil {
@@ -67,18 +85,45 @@ func run(name, configDir string, B, T int, phases string) error {
 			if problems := conformance.GradFlowProblems(p.Config, stats); len(problems) > 0 {
 				return fmt.Errorf("gradient flow: %s", strings.Join(problems, "; "))
 			}
-			report(fmt.Sprintf("forward+backward [%d,%d], loss %.4f, %d parameters with finite non-zero gradients", B, T, loss, len(stats)), start)
+			// the backward pass is two products per forward product; a
+			// streamed model also recomputes each layer's forward
+			ops := 3 * fwdOps
+			if plan.Streamed {
+				ops += fwdOps
+			}
+			report(fmt.Sprintf("forward+backward [%d,%d], loss %.4f, %d parameters with finite non-zero gradients", B, T, loss, len(stats)), start, ops)
 		default:
 			return fmt.Errorf("unknown phase %q (instantiate, forward, gradient)", phase)
 		}
 	}
-	report("total", total)
-	if rss, err := conformance.PeakRSS(); err == nil {
-		fmt.Printf("peak RSS %s\n", conformance.HumanBytes(rss))
-	}
+	fmt.Printf("%-70s %7.2fs\n", "total", time.Since(total).Seconds())
 	return nil
 }
 
-func report(what string, start time.Time) {
-	fmt.Printf("%-70s %7.2fs\n", what, time.Since(start).Seconds())
+// report prints a phase's wall time, the peak RSS since resetPeakRSS and,
+// for ops > 0, the rate in GOPS.
+func report(what string, start time.Time, ops float64) {
+	wall := time.Since(start).Seconds()
+	line := fmt.Sprintf("%-70s %7.2fs", what, wall)
+	if rss, err := conformance.PeakRSS(); err == nil {
+		line += "  peak RSS " + conformance.HumanBytes(rss)
+	}
+	if ops > 0 {
+		line += fmt.Sprintf("  %.1f GOPS", ops/wall/1e9)
+	}
+	fmt.Println(line)
+}
+
+// resetPeakRSS resets the process's RSS high-water mark (VmHWM) to its
+// current RSS, so that the next PeakRSS is the peak of one phase. Where the
+// kernel does not allow it, the mark stays the run's peak so far.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// forwardOps counts the multiply-adds (as 2 ops) of one forward pass: the
+// BitLinear products, attention scores and values (causal: half of T²),
+// and the lm_head.
+func forwardOps(cfg model.Config, B, T int) float64 {
+	N := float64(B * T)
+	attn := 2 * 2 * float64(B) * float64(cfg.NumAttentionHeads) * float64(T) * float64(T) / 2 * float64(cfg.HeadDim())
+	return 2*N*float64(cfg.TernaryParamCount()) + float64(cfg.NumHiddenLayers)*attn + 2*N*float64(cfg.VocabSize)*float64(cfg.HiddenSize)
 }

@@ -1,0 +1,124 @@
+package conformance_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/model"
+)
+
+func TestPlanMemoryChoosesAndExplains(t *testing.T) {
+	cfg := preset(t, "tritter-7b").Config
+	B, T := 2, 128
+	res, _ := model.EstimateMemory(cfg, model.StorageAuto, B, T, false)
+	str, _ := model.EstimateMemory(cfg, model.StorageAuto, B, T, true)
+	plenty := conformance.Available{Bytes: 2 * res.Total(), Source: "test"}
+	some := conformance.Available{Bytes: (res.Total() + str.Total()) / 2, Source: "test"}
+	little := conformance.Available{Bytes: str.Total() / 2, Source: "test"}
+
+	for _, c := range []struct {
+		mode      string
+		canStream bool
+		avail     conformance.Available
+		streamed  bool
+		err       string // substring of the error, "" for none
+	}{
+		{"", true, plenty, false, ""},
+		{"auto", true, some, true, ""},
+		{"auto", true, little, false, "does not fit: estimated peak"},
+		{"resident", true, plenty, false, ""},
+		{"resident", true, little, false, "use -memory-mode=auto or -memory-mode=streamed"},
+		{"streamed", true, plenty, true, ""},
+		{"streamed", true, little, false, "does not fit even layer-streamed"},
+		{"streamed", false, plenty, false, "a checkpoint is loaded resident"},
+		{"auto", false, little, false, "a checkpoint, loaded resident) does not fit"},
+		{"lazy", true, plenty, false, `-memory-mode: expected auto, resident or streamed, got "lazy"`},
+	} {
+		plan, err := conformance.PlanMemory("tritter-7b", cfg, B, T, c.mode, c.canStream, c.avail)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("mode %q, available %d: error %v, expected one containing %q", c.mode, c.avail.Bytes, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("mode %q, available %d: %v", c.mode, c.avail.Bytes, err)
+			continue
+		}
+		if plan.Streamed != c.streamed {
+			t.Errorf("mode %q, available %d: streamed %v, expected %v (%s)", c.mode, c.avail.Bytes, plan.Streamed, c.streamed, plan.Reason)
+		}
+		if !strings.Contains(plan.Reason, "estimated peak") {
+			t.Errorf("mode %q: reason %q does not give the estimates", c.mode, plan.Reason)
+		}
+	}
+}
+
+func TestAvailableMemoryReadsThisMachine(t *testing.T) {
+	if _, err := os.Stat("/proc/meminfo"); err != nil {
+		t.Skip("no /proc/meminfo")
+	}
+	avail, err := conformance.AvailableMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if avail.Bytes <= 0 || !strings.Contains(avail.Source, "MemAvailable") {
+		t.Errorf("AvailableMemory() = %+v", avail)
+	}
+}
+
+// hugeConfig is the config that crashed the instantiation suite with
+// "fatal error: out of memory" (issue 14): hidden 65536, 4096 layers, vocab
+// 1,000,000, about 2.6e14 parameters.
+const hugeConfig = `{"hidden_size": 65536, "intermediate_size": 131072, "num_hidden_layers": 4096,
+  "num_attention_heads": 512, "num_key_value_heads": 8, "vocab_size": 1000000,
+  "max_position_embeddings": 4096, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+  "hidden_act": "relu2", "tie_word_embeddings": false}`
+
+// A model that cannot fit fails its specs with the estimate, the available
+// memory and advice, through the suites' own code path; it never crashes.
+func TestTooLargeModelFailsItsSpecs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "too-large.json"), []byte(hugeConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ckpt, "config.json"), []byte(hugeConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	suites := []string{"./suites/instantiation", "./suites/gradient"}
+	for _, c := range []struct{ name, want string }{
+		{"-configs=too-large", "too-large does not fit: estimated peak"},
+		{"-memory-mode=streamed", "too-large does not fit even layer-streamed: estimated peak"},
+		{"-model-dir", "checkpoint (a checkpoint, loaded resident) does not fit: estimated peak"},
+	} {
+		args := []string{"-config-dir=" + dir, "-configs=too-large"}
+		switch c.name {
+		case "-memory-mode=streamed":
+			args = append(args, c.name)
+		case "-model-dir":
+			args = []string{"-model-dir=" + ckpt}
+		}
+		out, ok := runSuites(t, suites, args...)
+		if ok {
+			t.Errorf("%s: the suites passed a model that cannot fit:\n%s", c.name, out)
+			continue
+		}
+		for _, want := range []string{c.want, "available", "free memory", "[FAIL]"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: suite output lacks %q", c.name, want)
+			}
+		}
+		for _, crash := range []string{"fatal error", "panic:", "signal: killed"} {
+			if strings.Contains(out, crash) {
+				t.Errorf("%s: suite output has %q", c.name, crash)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", c.name, out)
+		}
+	}
+}
