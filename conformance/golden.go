@@ -108,6 +108,34 @@ func EvaluateCase(c *golden.Case, target Target, checks []Check) ([]Result, erro
 
 // EvaluateCaseOn is EvaluateCase on a given compute path.
 func EvaluateCaseOn(c *golden.Case, target Target, checks []Check, compute model.Compute) ([]Result, error) {
+	r, err := newCaseRun(c, target, compute)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(checks))
+	for i, check := range checks {
+		results[i] = check.evaluate(r)
+	}
+	return results, nil
+}
+
+// FirstFailingCheck evaluates checks in order and stops at the first
+// failure, which it returns (nil when every check passes): where a case's
+// divergence starts, at the cost of the checks before it.
+func FirstFailingCheck(c *golden.Case, target Target, checks []Check, compute model.Compute) (*Result, error) {
+	r, err := newCaseRun(c, target, compute)
+	if err != nil {
+		return nil, err
+	}
+	for _, check := range checks {
+		if result := check.evaluate(r); !result.Passed() {
+			return &result, nil
+		}
+	}
+	return nil, nil
+}
+
+func newCaseRun(c *golden.Case, target Target, compute model.Compute) (*caseRun, error) {
 	r := &caseRun{c: c, compute: compute}
 	if c.Kind != golden.KindBitlinear {
 		impl, err := target.FromTensors(c.Config, c.Params)
@@ -116,11 +144,7 @@ func EvaluateCaseOn(c *golden.Case, target Target, checks []Check, compute model
 		}
 		r.impl = impl
 	}
-	results := make([]Result, len(checks))
-	for i, check := range checks {
-		results[i] = check.evaluate(r)
-	}
-	return results, nil
+	return r, nil
 }
 
 // goldenCases holds the golden cases, loaded by Prepare before RunSpecs
