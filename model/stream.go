@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -81,6 +82,15 @@ type layerBuffers struct {
 // layer tensor that was Set or made offline since New is used as stored.
 // The previous layer's weights must no longer be in use.
 func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
+	// The previous layer's packed weights and temporaries are garbage now.
+	// Collecting them before this layer's are made keeps the Go heap at
+	// its live size: left to itself, the garbage of a pass over every
+	// layer would grow the heap to twice the live size before a
+	// collection (GOGC=100), which measured 1.8 GiB over the estimate at
+	// 13B. The heap holds a few large pointer-free buffers, so a
+	// collection costs well under a millisecond, and the freed memory is
+	// reused by the next layer instead of fresh pages being faulted in.
+	runtime.GC()
 	var ps [slotsPerLayer]*Param
 	var todo []*Param
 	var streams []int
