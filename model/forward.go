@@ -477,26 +477,44 @@ func (m *Model) Gradients(b Batch, opts GradOptions) (*GradResult, error) {
 		}
 	}
 	var err error
+	if res.Loss, _, err = m.backprop(b, opts, nil, visit); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// backprop runs forward and backward on the path opts selects, handing
+// each parameter's gradient (as float32) to visit. With golden values it
+// teacher-forces every op (teacher.go) and also returns what each op
+// computed.
+func (m *Model) backprop(b Batch, opts GradOptions, golden map[string][]float32, visit func(name string, grad []float32)) (loss float64, computed map[string][]float32, err error) {
 	if opts.Compute == ComputeFloat64 {
+		net := m.network64(b.B, b.T, opts.Jitter)
+		if golden != nil {
+			net.teacher = &teacher[float64]{golden: golden, computed: map[string][]float32{}}
+			computed = net.teacher.computed
+		}
 		var buf []float32
-		res.Loss, err = m.network64(b.B, b.T, opts.Jitter).gradients(b.IDs, func(name string, grad []float64) {
+		loss, err = net.gradients(b.IDs, func(name string, grad []float64) {
 			buf = scratch(buf, len(grad))
 			for i, v := range grad {
 				buf[i] = float32(v)
 			}
 			visit(name, buf)
 		})
-	} else {
-		var net *network[float32]
-		if net, err = m.network(b.B, b.T, opts.Compute, opts.Jitter); err == nil {
-			res.Loss, err = net.gradients(b.IDs, visit)
-			net.release()
-		}
+		return loss, computed, err
 	}
+	net, err := m.network(b.B, b.T, opts.Compute, opts.Jitter)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return res, nil
+	defer net.release()
+	if golden != nil {
+		net.teacher = &teacher[float32]{golden: golden, computed: map[string][]float32{}}
+		computed = net.teacher.computed
+	}
+	loss, err = net.gradients(b.IDs, visit)
+	return loss, computed, err
 }
 
 // BitLinear is one quantized linear layer on the float path:

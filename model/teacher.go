@@ -92,31 +92,11 @@ func (m *Model) TeacherForced(b Batch, golden map[string]*Tensor, opts GradOptio
 	keep := func(name string, grad []float32) {
 		res.Grads[name] = toTensor(append([]float32(nil), grad...), m.byName[name].Shape()...)
 	}
-	var computed map[string][]float32
-	var err error
-	if opts.Compute == ComputeFloat64 {
-		net := m.network64(b.B, b.T, opts.Jitter)
-		net.teacher = &teacher[float64]{golden: values, computed: map[string][]float32{}}
-		computed = net.teacher.computed
-		var buf []float32
-		res.Loss, err = net.gradients(b.IDs, func(name string, grad []float64) {
-			buf = scratch(buf, len(grad))
-			for i, v := range grad {
-				buf[i] = float32(v)
-			}
-			keep(name, buf)
-		})
-	} else {
-		var net *network[float32]
-		if net, err = m.network(b.B, b.T, opts.Compute, opts.Jitter); err == nil {
-			net.teacher = &teacher[float32]{golden: values, computed: map[string][]float32{}}
-			computed = net.teacher.computed
-			res.Loss, err = net.gradients(b.IDs, keep)
-		}
-	}
+	loss, computed, err := m.backprop(b, opts, values, keep)
 	if err != nil {
 		return nil, err
 	}
+	res.Loss = loss
 	for name, v := range computed {
 		shape := []int{b.B, b.T, len(v) / (b.B * b.T)}
 		res.Computed[name] = toTensor(v, shape...)
