@@ -62,7 +62,8 @@ unit:
 # exceeded" (go.dev/issue/75804), and the default 60 s spent minimizing each
 # new interesting input starves the fuzzing itself.
 FUZZ_TARGETS := ./internal/tensorfile:FuzzOpen:40000 ./golden:FuzzLoad:200000 \
-	./model:FuzzParseConfig:100000 ./model/checkpoint:FuzzCheckpoint:40000
+	./model:FuzzParseConfig:100000 ./model/checkpoint:FuzzCheckpoint:40000 \
+	./conformance:FuzzParseKnownAnswer:50000
 FUZZSCALE ?= 1
 FUZZMINIMIZE ?= 200x
 
