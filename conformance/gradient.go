@@ -49,13 +49,18 @@ func Accumulate(grad []float32) GradStats {
 // GradientFlow runs forward and backward on a batch and returns the loss and
 // every parameter's gradient statistics, streaming each gradient through
 // Accumulate instead of keeping it.
-func GradientFlow(impl Implementation, b model.Batch) (float64, map[string]GradStats, error) {
+// params, when positive, is the number of parameters to expect; each
+// gradient then advances the running step's progress line.
+func GradientFlow(impl Implementation, b model.Batch, params int) (float64, map[string]GradStats, error) {
 	var mu sync.Mutex
 	stats := map[string]GradStats{}
 	r, err := impl.Gradients(b, model.GradOptions{Visit: func(name string, grad []float32) {
 		s := Accumulate(grad)
 		mu.Lock()
 		stats[name] = s
+		if params > 0 {
+			Advance(len(stats), params, "parameter gradients")
+		}
 		mu.Unlock()
 	}})
 	if err != nil {
@@ -123,13 +128,13 @@ func describeSubjectGradient(s Subject) {
 			var stats map[string]GradStats
 			Step(fmt.Sprintf("forward and backward [%d,%d], streaming gradient statistics", B, T), func() {
 				var err error
-				loss, stats, err = GradientFlow(m, RandomBatch(s.Config, B, T, Flags.Seed))
+				loss, stats, err = GradientFlow(m, RandomBatch(s.Config, B, T, Flags.Seed), len(s.Config.Inventory()))
 				Expect(err).NotTo(HaveOccurred())
 			})
-			AddReportEntry("loss", loss)
-			AddReportEntry("gradient L2 by kind", gradNormsByKind(s.Config, stats))
+			AddReportEntry("loss", loss, ReportEntryVisibilityFailureOrVerbose)
+			AddReportEntry("gradient L2 by kind", gradNormsByKind(s.Config, stats), ReportEntryVisibilityFailureOrVerbose)
 			if rss, err := PeakRSS(); err == nil {
-				AddReportEntry("peak RSS of this suite process", HumanBytes(rss))
+				AddReportEntry("peak RSS of this suite process", HumanBytes(rss), ReportEntryVisibilityFailureOrVerbose)
 			}
 			Expect(math.IsNaN(loss) || math.IsInf(loss, 0)).To(BeFalse(), "loss %v", loss)
 			problems := GradFlowProblems(s.Config, stats)
@@ -170,7 +175,7 @@ func describeSubjectGradient(s Subject) {
 				Expect(SGDStep(m, before.Grads, SGDLearningRate)).To(Succeed())
 				after, err := m.Gradients(batch, model.GradOptions{})
 				Expect(err).NotTo(HaveOccurred())
-				AddReportEntry("loss before and after one step", fmt.Sprintf("%.6f → %.6f", before.Loss, after.Loss))
+				AddReportEntry("loss before and after one step", fmt.Sprintf("%.6f → %.6f", before.Loss, after.Loss), ReportEntryVisibilityFailureOrVerbose)
 				Expect(after.Loss).To(BeNumerically("<", before.Loss), "one SGD step (lr %g) did not lower the loss", SGDLearningRate)
 			})
 		}

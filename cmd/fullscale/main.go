@@ -78,7 +78,7 @@ func run(name, configDir string, B, T int, phases, memoryMode string) error {
 			}
 			report(fmt.Sprintf("forward [%d,%d] -> logits %s", B, T, model.ShapeString(out.Logits.Shape)), start, fwdOps)
 		case "gradient":
-			loss, stats, err := conformance.GradientFlow(m, b)
+			loss, stats, err := conformance.GradientFlow(m, b, 0)
 			if err != nil {
 				return err
 			}
