@@ -75,17 +75,30 @@ func runEndToEnd(impl Implementation, b model.Batch, compute model.Compute, jitt
 }
 
 // bothPathLogits returns the logits of the integer-kernel path and of the
-// float path.
+// float path; the case's own path reuses its end-to-end forward pass.
 func (r *caseRun) bothPathLogits() (ints, floats *model.Tensor, err error) {
-	a, err := r.impl.Forward(r.c.Batch, model.ForwardOptions{Compute: model.ComputeKernels})
-	if err != nil {
+	if ints, err = r.pathLogits(model.ComputeKernels); err != nil {
 		return nil, nil, err
 	}
-	b, err := r.impl.Forward(r.c.Batch, model.ForwardOptions{Compute: model.ComputeFloat})
-	if err != nil {
+	if floats, err = r.pathLogits(model.ComputeFloat); err != nil {
 		return nil, nil, err
 	}
-	return a.Logits, b.Logits, nil
+	return ints, floats, nil
+}
+
+func (r *caseRun) pathLogits(compute model.Compute) (*model.Tensor, error) {
+	if compute == r.compute {
+		out, _, err := r.endToEnd()
+		if err != nil {
+			return nil, err
+		}
+		return out.Logits, nil
+	}
+	out, err := r.impl.Forward(r.c.Batch, model.ForwardOptions{Compute: compute})
+	if err != nil {
+		return nil, err
+	}
+	return out.Logits, nil
 }
 
 // SpreadRuns is how many jittered runs the harness makes to measure a
