@@ -136,6 +136,20 @@ func (f *File) Raw(name string) ([]byte, error) {
 	return data[:len(data):len(data)], nil
 }
 
+// Evict gives back the memory that reading the tensor paged in from a
+// mapped file, so that reading every tensor of a large file once costs the
+// memory of one tensor at a time, not of the file. The bytes stay valid:
+// they are read from the file again if touched. Pages shared with a
+// neighbouring tensor are kept.
+func (f *File) Evict(name string) {
+	if f.release == nil {
+		return // not a mapping (OpenBytes)
+	}
+	if raw, err := f.Raw(name); err == nil {
+		dropPages(raw)
+	}
+}
+
 // rawAs returns the tensor's info and bytes after checking its dtype is one
 // of allowed.
 func (f *File) rawAs(name string, allowed ...string) (Info, []byte, error) {
@@ -158,25 +172,40 @@ func (f *File) Float32(name string) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch info.DType {
+	out := make([]float32, info.Elements())
+	convertFloat32(out, info.DType, raw)
+	return out, nil
+}
+
+// ReadFloat32 is Float32 into dst, which must have the tensor's element
+// count.
+func (f *File) ReadFloat32(name string, dst []float32) error {
+	info, raw, err := f.rawAs(name, "F32", "BF16", "F16")
+	if err != nil {
+		return err
+	}
+	if int64(len(dst)) != info.Elements() {
+		return fmt.Errorf("%s: tensor %q: %d elements (shape %s), read into %d values", f.Path, name, info.Elements(), ShapeString(info.Shape), len(dst))
+	}
+	convertFloat32(dst, info.DType, raw)
+	return nil
+}
+
+// convertFloat32 converts raw values of dtype F32, BF16 or F16 into out.
+func convertFloat32(out []float32, dtype string, raw []byte) {
+	switch dtype {
 	case "F32":
-		out := make([]float32, len(raw)/4)
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
-		return out, nil
 	case "BF16":
-		out := make([]float32, len(raw)/2)
 		for i := range out {
 			out[i] = BF16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
 		}
-		return out, nil
 	default:
-		out := make([]float32, len(raw)/2)
 		for i := range out {
 			out[i] = F16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
 		}
-		return out, nil
 	}
 }
 
