@@ -72,6 +72,11 @@ type Options struct {
 	// input (stream.go). Only the embedding, the final norm and the lm_head
 	// stay resident. Results are bit-identical to the resident model's.
 	Streamed bool
+	// Source, with Streamed, supplies the decoder-layer tensors each time
+	// their layer runs instead of the random initialisation (stream.go),
+	// for example a checkpoint's mapped files. The embedding, final norm
+	// and lm_head are then left zero for the caller to Set.
+	Source TensorSource
 }
 
 // Model is a BitNet b1.58 causal language model. Forward, Gradients and the
@@ -179,8 +184,16 @@ func (p *Param) offline() bool { return p.f32 == nil && p.bf16 == nil && p.lazy 
 
 // Offline returns the ternary codes and weight_scale of a linear made
 // offline by SetOffline, exactly as they were set, with their convention;
-// ok is false for a parameter that holds latent values.
+// ok is false for a parameter that holds latent values. A streamed layer
+// tensor answers for its source.
 func (p *Param) Offline() (w *kernels.Ternary, weightScale float32, conv ScaleConvention, ok bool) {
+	if l := p.lazy; l != nil && l.source != nil && p.spec.Kind == KindLinear {
+		w, weightScale, conv, ok, err := l.source.Offline(p.spec.Name)
+		if err != nil {
+			panic(fmt.Sprintf("model: streamed tensor %s: %v", p.spec.Name, err))
+		}
+		return w, weightScale, conv, ok
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.offline() || p.tern == nil {
@@ -278,11 +291,23 @@ func New(cfg Config, opts Options) (*Model, error) {
 	if opts.Streamed && opts.Zero {
 		return nil, fmt.Errorf("options: Streamed regenerates the random initialisation, which Zero skips; expected at most one of them")
 	}
+	if opts.Source != nil && !opts.Streamed {
+		return nil, fmt.Errorf("options: Source supplies the layers of a streamed model; expected Streamed with it")
+	}
 	m, err := newModel(cfg, opts.Storage, opts.Streamed)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Zero {
+		return m, nil
+	}
+	if opts.Source != nil {
+		for _, p := range m.params {
+			if p.lazy != nil {
+				p.lazy.source = opts.Source
+			}
+		}
+		m.stream = &layerStream{m: m}
 		return m, nil
 	}
 	var stored []*Param
@@ -365,25 +390,36 @@ func (m *Model) SetOffline(name string, w *kernels.Ternary, weightScale float32,
 	if p.spec.Kind != KindLinear {
 		return fmt.Errorf("%s: expected a linear weight, got a %v tensor", name, p.spec.Kind)
 	}
-	if w == nil || w.Rows != p.shape[0] || w.Cols != p.shape[1] {
-		got := "nil"
-		if w != nil {
-			got = ShapeString([]int{w.Rows, w.Cols})
-		}
-		return fmt.Errorf("%s: expected ternary shape %s, got %s", name, ShapeString(p.shape), got)
-	}
-	if !(weightScale > 0) || math.IsInf(float64(weightScale), 0) {
-		return fmt.Errorf("%s: weight_scale: expected a finite positive number, got %v", name, weightScale)
-	}
-	if conv != ScaleMultiplies && conv != ScaleDivides {
-		return fmt.Errorf("%s: unknown scale convention %v", name, conv)
+	tw, err := offlineWeight(p, w, weightScale, conv)
+	if err != nil {
+		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.f32, p.bf16, p.lazy = nil, nil, nil
 	releaseStorage(p)
-	p.tern = &ternaryWeight{t: w, scale: weightScale, multiplies: conv == ScaleMultiplies}
+	p.tern = tw
 	return nil
+}
+
+// offlineWeight checks an offline linear's codes and weight_scale against
+// p and returns them as p's ternary weight.
+func offlineWeight(p *Param, w *kernels.Ternary, weightScale float32, conv ScaleConvention) (*ternaryWeight, error) {
+	name := p.spec.Name
+	if w == nil || w.Rows != p.shape[0] || w.Cols != p.shape[1] {
+		got := "nil"
+		if w != nil {
+			got = ShapeString([]int{w.Rows, w.Cols})
+		}
+		return nil, fmt.Errorf("%s: expected ternary shape %s, got %s", name, ShapeString(p.shape), got)
+	}
+	if !(weightScale > 0) || math.IsInf(float64(weightScale), 0) {
+		return nil, fmt.Errorf("%s: weight_scale: expected a finite positive number, got %v", name, weightScale)
+	}
+	if conv != ScaleMultiplies && conv != ScaleDivides {
+		return nil, fmt.Errorf("%s: unknown scale convention %v", name, conv)
+	}
+	return &ternaryWeight{t: w, scale: weightScale, multiplies: conv == ScaleMultiplies}, nil
 }
 
 // Config returns the model's config.
