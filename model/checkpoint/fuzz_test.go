@@ -22,7 +22,7 @@ var fuzzConfig = model.Config{
 // config.json and the shard index, in front of fixed valid shards of
 // fuzzConfig in either layout. Inspect and Load may reject the folder, with
 // an error that names it, but must not panic, and what they accept must
-// match the shards. Each worker writes its two folders once and per input
+// match the shards; a streamed Load accepts what Load accepts. Each worker writes its two folders once and per input
 // overwrites only the JSON files, in place (see overwrite).
 func FuzzCheckpoint(f *testing.F) {
 	dirs := map[bool]string{}
@@ -74,6 +74,14 @@ func FuzzCheckpoint(f *testing.F) {
 		}
 		if m.ParamCount() != fuzzConfig.ParamCount() {
 			t.Fatalf("loaded %d parameters, the shards hold %d", m.ParamCount(), fuzzConfig.ParamCount())
+		}
+		// A streamed load checks the same things, so it accepts the folder.
+		s, err := Load(dir, Streamed())
+		if err != nil {
+			t.Fatalf("Load accepted the folder, Load with Streamed rejected it: %v", err)
+		}
+		if s.ParamCount() != m.ParamCount() {
+			t.Fatalf("streamed load has %d parameters, resident %d", s.ParamCount(), m.ParamCount())
 		}
 	})
 }
