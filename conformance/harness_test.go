@@ -165,7 +165,8 @@ func TestCheckpointInventoryProblems(t *testing.T) {
 }
 
 // With -model-dir, the instantiation, forward and gradient suites run on the
-// loaded checkpoint instead of a random initialisation, in both layouts.
+// loaded checkpoint instead of a random initialisation, in both layouts,
+// resident and layer-streamed from the checkpoint's files.
 func TestModelDirRunsEveryModelSuite(t *testing.T) {
 	cfg := preset(t, "tiny-mqa-tied").Config
 	for _, mode := range []string{"online", "offline"} {
@@ -177,14 +178,16 @@ func TestModelDirRunsEveryModelSuite(t *testing.T) {
 		if err := checkpoint.Save(m, dir, mode, 2); err != nil {
 			t.Fatal(err)
 		}
-		out, ok := runSuites(t, []string{"./suites/instantiation", "./suites/forward", "./suites/gradient"},
-			"-model-dir="+dir, "-ginkgo.label-filter=config:checkpoint", "-ginkgo.v")
-		if !ok {
-			t.Fatalf("%s checkpoint: the model suites failed:\n%s", mode, out)
-		}
-		for _, want := range []string{"Instantiation checkpoint has exactly the analytic parameter count", "Forward checkpoint is causal", "Gradient flow checkpoint gives every parameter a finite, non-zero gradient"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s checkpoint: no spec %q ran", mode, want)
+		for _, memory := range []string{"auto", "streamed"} {
+			out, ok := runSuites(t, []string{"./suites/instantiation", "./suites/forward", "./suites/gradient"},
+				"-model-dir="+dir, "-memory-mode="+memory, "-ginkgo.label-filter=config:checkpoint", "-ginkgo.v")
+			if !ok {
+				t.Fatalf("%s checkpoint, -memory-mode=%s: the model suites failed:\n%s", mode, memory, out)
+			}
+			for _, want := range []string{"Instantiation checkpoint has exactly the analytic parameter count", "Forward checkpoint is causal", "Gradient flow checkpoint gives every parameter a finite, non-zero gradient"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s checkpoint, -memory-mode=%s: no spec %q ran", mode, memory, want)
+				}
 			}
 		}
 	}

@@ -144,11 +144,12 @@ type MemoryPlan struct {
 
 // PlanMemory chooses how to hold a model of cfg for the forward and
 // gradient specs on a [B,T] batch: mode is MemoryAuto, MemoryResident or
-// MemoryStreamed (empty means auto); canStream is false for a checkpoint,
-// which is loaded resident. A model that cannot fit is an error naming the
+// MemoryStreamed (empty means auto). A preset's layers are regenerated from
+// their init streams and a checkpoint's read from its mapped files, so
+// either can be streamed. A model that cannot fit is an error naming the
 // estimates, the available memory and what to do, so that its specs fail
 // instead of the process running out of memory.
-func PlanMemory(name string, cfg model.Config, B, T int, mode string, canStream bool, avail Available) (MemoryPlan, error) {
+func PlanMemory(name string, cfg model.Config, B, T int, mode string, avail Available) (MemoryPlan, error) {
 	res, err := model.EstimateMemory(cfg, model.StorageAuto, B, T, false)
 	if err != nil {
 		return MemoryPlan{}, fmt.Errorf("%s: %w", name, err)
@@ -166,16 +167,9 @@ func PlanMemory(name string, cfg model.Config, B, T int, mode string, canStream 
 		plan.Estimate = plan.Resident
 		plan.Reason = "resident, as -memory-mode=resident asks"
 		if plan.Resident > avail.Bytes {
-			advice := "use -memory-mode=auto or -memory-mode=streamed"
-			if !canStream {
-				advice = "free memory or use a machine with more"
-			}
-			return plan, fmt.Errorf("%s does not fit resident: %s; %s", name, estimates, advice)
+			return plan, fmt.Errorf("%s does not fit resident: %s; use -memory-mode=auto or -memory-mode=streamed", name, estimates)
 		}
 	case MemoryStreamed:
-		if !canStream {
-			return plan, fmt.Errorf("%s: -memory-mode=streamed: a checkpoint is loaded resident (only randomly initialised presets regenerate their layers); use -memory-mode=auto or resident", name)
-		}
 		plan.Streamed, plan.Estimate = true, plan.Stream
 		plan.Reason = "layer-streamed, as -memory-mode=streamed asks"
 		if plan.Stream > avail.Bytes {
@@ -186,12 +180,6 @@ func PlanMemory(name string, cfg model.Config, B, T int, mode string, canStream 
 		case plan.Resident <= share(ResidentShare):
 			plan.Estimate = plan.Resident
 			plan.Reason = fmt.Sprintf("resident: its estimate is within %.0f%% of the available memory", 100*ResidentShare)
-		case !canStream:
-			if plan.Resident > avail.Bytes {
-				return plan, fmt.Errorf("%s (a checkpoint, loaded resident) does not fit: %s; free memory or use a machine with at least %s", name, estimates, HumanBytes(plan.Resident))
-			}
-			plan.Estimate = plan.Resident
-			plan.Reason = "resident (a checkpoint), although its estimate is near the available memory"
 		case plan.Stream <= share(StreamedShare):
 			plan.Streamed, plan.Estimate = true, plan.Stream
 			plan.Reason = fmt.Sprintf("layer-streamed: the resident estimate is over %.0f%% of the available memory", 100*ResidentShare)

@@ -20,24 +20,21 @@ func TestPlanMemoryChoosesAndExplains(t *testing.T) {
 	little := conformance.Available{Bytes: str.Total() / 2, Source: "test"}
 
 	for _, c := range []struct {
-		mode      string
-		canStream bool
-		avail     conformance.Available
-		streamed  bool
-		err       string // substring of the error, "" for none
+		mode     string
+		avail    conformance.Available
+		streamed bool
+		err      string // substring of the error, "" for none
 	}{
-		{"", true, plenty, false, ""},
-		{"auto", true, some, true, ""},
-		{"auto", true, little, false, "does not fit: estimated peak"},
-		{"resident", true, plenty, false, ""},
-		{"resident", true, little, false, "use -memory-mode=auto or -memory-mode=streamed"},
-		{"streamed", true, plenty, true, ""},
-		{"streamed", true, little, false, "does not fit even layer-streamed"},
-		{"streamed", false, plenty, false, "a checkpoint is loaded resident"},
-		{"auto", false, little, false, "a checkpoint, loaded resident) does not fit"},
-		{"lazy", true, plenty, false, `-memory-mode: expected auto, resident or streamed, got "lazy"`},
+		{"", plenty, false, ""},
+		{"auto", some, true, ""},
+		{"auto", little, false, "does not fit: estimated peak"},
+		{"resident", plenty, false, ""},
+		{"resident", little, false, "use -memory-mode=auto or -memory-mode=streamed"},
+		{"streamed", plenty, true, ""},
+		{"streamed", little, false, "does not fit even layer-streamed"},
+		{"lazy", plenty, false, `-memory-mode: expected auto, resident or streamed, got "lazy"`},
 	} {
-		plan, err := conformance.PlanMemory("tritter-7b", cfg, B, T, c.mode, c.canStream, c.avail)
+		plan, err := conformance.PlanMemory("tritter-7b", cfg, B, T, c.mode, c.avail)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("mode %q, available %d: error %v, expected one containing %q", c.mode, c.avail.Bytes, err, c.err)
@@ -93,7 +90,7 @@ func TestTooLargeModelFailsItsSpecs(t *testing.T) {
 	for _, c := range []struct{ name, want string }{
 		{"-configs=too-large", "too-large does not fit: estimated peak"},
 		{"-memory-mode=streamed", "too-large does not fit even layer-streamed: estimated peak"},
-		{"-model-dir", "checkpoint (a checkpoint, loaded resident) does not fit: estimated peak"},
+		{"-model-dir", "checkpoint does not fit: estimated peak"},
 	} {
 		args := []string{"-config-dir=" + dir, "-configs=too-large"}
 		switch c.name {

@@ -20,10 +20,8 @@ type Subject struct {
 	Source    string // preset file or checkpoint folder
 	Config    model.Config
 	FullScale bool
-	// build builds the model, layer-streamed when streamed is true (only
-	// where canStream).
-	build     func(streamed bool) (*model.Model, error)
-	canStream bool
+	// build builds the model, layer-streamed when streamed is true.
+	build func(streamed bool) (*model.Model, error)
 }
 
 // Labels returns the subject's labels: config:<name>, plus full-scale and
@@ -56,7 +54,12 @@ func Subjects() ([]Subject, error) {
 		return []Subject{{
 			Name: "checkpoint", Source: dir, Config: cfg,
 			FullScale: cfg.ParamCount() >= FullScaleParams,
-			build:     func(bool) (*model.Model, error) { return checkpoint.Load(dir) },
+			build: func(streamed bool) (*model.Model, error) {
+				if streamed {
+					return checkpoint.Load(dir, checkpoint.Streamed())
+				}
+				return checkpoint.Load(dir)
+			},
 		}}, nil
 	}
 	presets, err := opts.Select()
@@ -71,7 +74,6 @@ func Subjects() ([]Subject, error) {
 			build: func(streamed bool) (*model.Model, error) {
 				return model.New(cfg, model.Options{Seed: opts.Seed, Streamed: streamed})
 			},
-			canStream: true,
 		}
 	}
 	return subjects, nil
@@ -149,5 +151,5 @@ func (s Subject) MemoryPlan() (MemoryPlan, error) {
 		avail = Available{Bytes: 1<<63 - 1, Source: err.Error()}
 	}
 	B, T := ForwardShape[0], min(ForwardShape[1], int(s.Config.MaxPositionEmbeddings))
-	return PlanMemory(s.Name, s.Config, B, T, Flags.Resolved().MemoryMode, s.canStream, avail)
+	return PlanMemory(s.Name, s.Config, B, T, Flags.Resolved().MemoryMode, avail)
 }

@@ -50,7 +50,7 @@ func run(name, configDir string, B, T int, phases, memoryMode string) error {
 	if err != nil {
 		return err
 	}
-	plan, err := conformance.PlanMemory(name, p.Config, B, T, memoryMode, true, avail)
+	plan, err := conformance.PlanMemory(name, p.Config, B, T, memoryMode, avail)
 	if err != nil {
 		return err
 	}
