@@ -19,7 +19,7 @@ ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/... ./cmd/...
 
 .PHONY: all conformance conformance-7b conformance-huge test unit fuzz-short fuzz ci-soak bench bench-kernels \
-	bench-2b bench-7b bench-config bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
+	bench-2b bench-7b bench-config bench-checkpoint bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
 
 all: test
 
@@ -112,6 +112,18 @@ bench-config:
 
 bench-13b:
 	$(MAKE) bench-config BENCH_CONFIG=tritter-13b
+
+# A checkpoint instead of a random init: writes a synthetic checkpoint of
+# BENCH_CONFIG in LAYOUT (offline or online) to CHECKPOINT_DIR unless it is
+# there, then times its validation, loaded resident or layer-streamed from
+# its files, e.g. make bench-checkpoint BENCH_CONFIG=tritter-7b MEMORY_MODE=streamed
+LAYOUT ?= offline
+CHECKPOINT_DIR ?= $(or $(TMPDIR),/tmp)/synthetic-$(BENCH_CONFIG)-$(LAYOUT)
+bench-checkpoint:
+	@mkdir -p $(REPORTS)
+	$(GO) build -o bin/fullscale ./cmd/fullscale
+	@[ -f $(CHECKPOINT_DIR)/config.json ] || bin/fullscale -config $(BENCH_CONFIG) -model-dir $(CHECKPOINT_DIR) -write-synthetic $(LAYOUT)
+	$(TIME) bin/fullscale -model-dir $(CHECKPOINT_DIR) -memory-mode=$(MEMORY_MODE) -phases instantiate,forward,gradient 2>&1 | tee $(REPORTS)/bench-checkpoint-$(BENCH_CONFIG)-$(LAYOUT)-$(MEMORY_MODE).txt
 
 bench-70b:
 	$(MAKE) bench-config BENCH_CONFIG=tritter-70b

@@ -6,6 +6,12 @@
 // bench-2b, bench-7b, bench-13b, bench-70b); -memory-mode chooses resident
 // or layer-streamed layers as the suites do. golden/gen/baseline.py is the
 // PyTorch equivalent.
+//
+// With -model-dir it validates a checkpoint instead, loaded resident or
+// layer-streamed from its files as the plan says (make bench-checkpoint);
+// -write-synthetic=online|offline first writes a synthetic checkpoint of
+// -config there (checkpoint.WriteSynthetic) and exits, so that the timed run
+// reads a checkpoint already on disk.
 package main
 
 import (
@@ -19,6 +25,7 @@ import (
 	"github.com/tritter-ai/conformance/conformance"
 	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
+	"github.com/tritter-ai/conformance/model/checkpoint"
 )
 
 func main() {
@@ -27,30 +34,74 @@ func main() {
 	batch := flag.Int("batch", 2, "batch size B")
 	seqLen := flag.Int("seq", 128, "sequence length T")
 	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate")
+	writeSynthetic := flag.String("write-synthetic", "", "online or offline: write a synthetic checkpoint of -config to -model-dir and exit")
 	flag.Parse()
-	// -memory-mode is the harness option (conformance.Options), which the
-	// conformance package registers on the command line.
-	if err := run(*preset, *configDir, *batch, *seqLen, *phases, conformance.Flags.Resolved().MemoryMode); err != nil {
+	// -model-dir and -memory-mode are harness options (conformance.Options),
+	// which the conformance package registers on the command line.
+	opts := conformance.Flags.Resolved()
+	var err error
+	if *writeSynthetic != "" {
+		err = writeCheckpoint(*preset, *configDir, opts.ModelDir, *writeSynthetic)
+	} else {
+		err = run(*preset, *configDir, opts.ModelDir, *batch, *seqLen, *phases, opts.MemoryMode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fullscale:", err)
 		os.Exit(1)
 	}
 }
 
-func run(name, configDir string, B, T int, phases, memoryMode string) error {
+func presetConfig(name, configDir string) (model.Config, error) {
 	presets, err := conformance.LoadPresets(configDir)
 	if err != nil {
-		return err
+		return model.Config{}, err
 	}
 	p, ok := presets[name]
 	if !ok {
-		return fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(conformance.SortedNames(presets), ", "))
+		return model.Config{}, fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(conformance.SortedNames(presets), ", "))
 	}
-	fmt.Printf("%s: %s parameters, kernel path %s, GOMAXPROCS %d\n", name, conformance.Thousands(p.Config.ParamCount()), kernels.ActivePath(), runtime.GOMAXPROCS(0))
+	return p.Config, nil
+}
+
+// writeCheckpoint writes a synthetic checkpoint of the preset in the given
+// layout to dir.
+func writeCheckpoint(name, configDir, dir, layout string) error {
+	if dir == "" {
+		return fmt.Errorf("-write-synthetic: expected -model-dir to name the folder to write")
+	}
+	if layout != checkpoint.Online && layout != checkpoint.Offline {
+		return fmt.Errorf("-write-synthetic: expected online or offline, got %q", layout)
+	}
+	cfg, err := presetConfig(name, configDir)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := checkpoint.WriteSynthetic(dir, cfg, layout, 1); err != nil {
+		return err
+	}
+	fmt.Printf("wrote a synthetic %s checkpoint of %s to %s in %.1fs\n", layout, name, dir, time.Since(start).Seconds())
+	return nil
+}
+
+func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) error {
+	var cfg model.Config
+	var err error
+	if modelDir != "" {
+		name = modelDir
+		cfg, err = model.LoadConfig(modelDir + "/" + checkpoint.ConfigFile)
+	} else {
+		cfg, err = presetConfig(name, configDir)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s parameters, kernel path %s, GOMAXPROCS %d\n", name, conformance.Thousands(cfg.ParamCount()), kernels.ActivePath(), runtime.GOMAXPROCS(0))
 	avail, err := conformance.AvailableMemory()
 	if err != nil {
 		return err
 	}
-	plan, err := conformance.PlanMemory(name, p.Config, B, T, memoryMode, avail)
+	plan, err := conformance.PlanMemory(name, cfg, B, T, memoryMode, avail)
 	if err != nil {
 		return err
 	}
@@ -58,13 +109,21 @@ func run(name, configDir string, B, T int, phases, memoryMode string) error {
 	total := time.Now()
 	start := time.Now()
 	resetPeakRSS()
-	m, err := model.New(p.Config, model.Options{Seed: 1, Streamed: plan.Streamed})
+	var m *model.Model
+	switch {
+	case modelDir != "" && plan.Streamed:
+		m, err = checkpoint.Load(modelDir, checkpoint.Streamed())
+	case modelDir != "":
+		m, err = checkpoint.Load(modelDir)
+	default:
+		m, err = model.New(cfg, model.Options{Seed: 1, Streamed: plan.Streamed})
+	}
 	if err != nil {
 		return err
 	}
 	report("instantiate", start, 0)
-	b := conformance.RandomBatch(p.Config, B, T, 1)
-	fwdOps := forwardOps(p.Config, B, T)
+	b := conformance.RandomBatch(cfg, B, T, 1)
+	fwdOps := forwardOps(cfg, B, T)
 	for _, phase := range strings.Split(phases, ",") {
 		start = time.Now()
 		resetPeakRSS()
@@ -82,7 +141,7 @@ func run(name, configDir string, B, T int, phases, memoryMode string) error {
 			if err != nil {
 				return err
 			}
-			if problems := conformance.GradFlowProblems(p.Config, stats); len(problems) > 0 {
+			if problems := conformance.GradFlowProblems(cfg, stats); len(problems) > 0 {
 				return fmt.Errorf("gradient flow: %s", strings.Join(problems, "; "))
 			}
 			// the backward pass is two products per forward product; a
