@@ -2,9 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -96,15 +93,6 @@ func InventoryDiff(m *model.Model, cfg model.Config) []string {
 
 // PeakRSS reads this process's peak resident set size (VmHWM) on Linux.
 func PeakRSS() (int64, error) {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/self/status has no VmHWM line")
+	kb, err := procKB("/proc/self/status", "VmHWM")
+	return kb * 1024, err
 }

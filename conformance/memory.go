@@ -50,7 +50,7 @@ func AvailableMemory() (Available, error) {
 			best = bytes
 		}
 	}
-	if kb, err := meminfoKB("MemAvailable"); err == nil {
+	if kb, err := procKB("/proc/meminfo", "MemAvailable"); err == nil {
 		take(kb*1024, "MemAvailable "+HumanBytes(kb*1024))
 	}
 	if room, what, ok := cgroupRoom(); ok {
@@ -62,8 +62,10 @@ func AvailableMemory() (Available, error) {
 	return Available{Bytes: best, Source: strings.Join(parts, "; ")}, nil
 }
 
-func meminfoKB(key string) (int64, error) {
-	data, err := os.ReadFile("/proc/meminfo")
+// procKB reads the "key: N kB" line of a /proc file such as /proc/meminfo
+// or /proc/self/status, in kB.
+func procKB(path, key string) (int64, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -72,7 +74,7 @@ func meminfoKB(key string) (int64, error) {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("/proc/meminfo has no %s line", key)
+	return 0, fmt.Errorf("%s has no %s line", path, key)
 }
 
 // cgroupRoom is the room left under this process's cgroup memory limit,
