@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) 
 	var err error
 	if modelDir != "" {
 		name = modelDir
-		cfg, err = model.LoadConfig(modelDir + "/" + checkpoint.ConfigFile)
+		cfg, err = model.LoadConfig(filepath.Join(modelDir, checkpoint.ConfigFile))
 	} else {
 		cfg, err = presetConfig(name, configDir)
 	}
