@@ -210,11 +210,11 @@ func (m *Model) layerWeights64(i int, q *quirks) (*layerWeights[float64], error)
 	w := &layerWeights[float64]{}
 	for slot := 0; slot < slotsPerLayer; slot++ {
 		p := m.byName[layerName(i, slot)]
-		if p.lazy != nil && p.lazy.source != nil {
-			// Read from the source as the float32 path does: an offline
-			// linear stays offline.
+		if p.lazy != nil {
+			// Materialised as the float32 path does (an offline linear of
+			// a source stays offline).
 			tmp := &Param{spec: p.spec, shape: p.shape}
-			if err := p.lazy.read(tmp, nil); err != nil {
+			if err := p.lazy.fill(tmp, nil); err != nil {
 				return nil, err
 			}
 			p = tmp

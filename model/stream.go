@@ -3,7 +3,6 @@ package model
 import (
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 
 	"github.com/tritter-ai/conformance/kernels"
@@ -39,7 +38,7 @@ type TensorSource interface {
 	Latent(name string, dst []float32) error
 }
 
-// lazyInit says how to regenerate a streamed layer tensor: from its init
+// lazyInit says how to materialise a streamed layer tensor: from its init
 // stream, or from source when that is set.
 type lazyInit struct {
 	seed    uint64
@@ -49,48 +48,33 @@ type lazyInit struct {
 	source  TensorSource
 }
 
-// values regenerates p's values as float32.
+// values returns p's values as float32.
 func (l *lazyInit) values(p *Param) []float32 {
-	n := Elements(p.shape)
-	if l.source != nil {
-		tmp := &Param{spec: p.spec, shape: p.shape}
-		if err := l.read(tmp, nil); err != nil {
-			// The source was validated when the model was built; failing
-			// now means it broke its contract (a file closed under it).
-			panic(fmt.Sprintf("model: streamed tensor %s: %v", p.spec.Name, err))
-		}
-		if tmp.tern != nil {
-			return tmp.tern.dequantized()
-		}
-		if tmp.f32 != nil {
-			return tmp.f32
-		}
-		out := make([]float32, n)
-		bf16ToF32(out, tmp.bf16)
-		return out
-	}
 	tmp := &Param{spec: p.spec, shape: p.shape}
-	if l.storage == StorageBF16 {
-		tmp.bf16 = make([]uint16, n)
-	} else {
-		tmp.f32 = make([]float32, n)
+	if err := l.fill(tmp, nil); err != nil {
+		// A source was validated when the model was built; failing now
+		// means it broke its contract (a file closed under it).
+		panic(fmt.Sprintf("model: streamed tensor %s: %v", p.spec.Name, err))
 	}
-	initTensors([]*Param{tmp}, []int{l.stream}, l.seed, l.std)
-	if tmp.f32 != nil {
-		return tmp.f32
-	}
-	out := make([]float32, n)
-	bf16ToF32(out, tmp.bf16)
-	return out
+	return tmp.Float32()
 }
 
-// read fills dst, a parameter of the tensor's spec and shape, from the
-// source: as an offline linear, or as latent values in l.storage, rounded
-// as Param.Set rounds them. Existing storage of the right size is reused;
-// scratch (nil: allocate) holds float32 values on their way to bf16.
-func (l *lazyInit) read(dst *Param, scratch []float32) error {
+// fill makes dst, a parameter of the tensor's spec and shape, hold the
+// tensor as the resident model would store it: regenerated from its init
+// stream, or read from the source (an offline linear, or latent values
+// rounded to l.storage as Param.Set rounds them). Storage dst already has
+// is reused; scratch (nil: allocate) holds a source's float32 values on
+// their way to bf16.
+func (l *lazyInit) fill(dst *Param, scratch []float32) error {
 	name := dst.spec.Name
 	dst.lazy, dst.tern = nil, nil
+	if l.source == nil {
+		if err := dst.ensureStorage(l.storage); err != nil {
+			return err
+		}
+		initTensors([]*Param{dst}, []int{l.stream}, l.seed, l.std)
+		return nil
+	}
 	if dst.spec.Kind == KindLinear {
 		w, scale, conv, ok, err := l.source.Offline(name)
 		if err != nil {
@@ -106,22 +90,13 @@ func (l *lazyInit) read(dst *Param, scratch []float32) error {
 			return nil
 		}
 	}
-	n := Elements(dst.shape)
-	if l.storage != StorageBF16 {
-		if len(dst.f32) != n {
-			dst.f32, dst.bf16 = make([]float32, n), nil
-			releaseStorage(dst)
-		}
+	if err := dst.ensureStorage(l.storage); err != nil {
+		return err
+	}
+	if dst.f32 != nil {
 		return l.source.Latent(name, dst.f32)
 	}
-	if len(dst.bf16) != n {
-		dst.f32, dst.bf16 = nil, nil
-		releaseStorage(dst)
-		var err error
-		if dst.bf16, err = allocBF16(dst, n); err != nil {
-			return fmt.Errorf("%s: %v", name, err)
-		}
-	}
+	n := len(dst.bf16)
 	if len(scratch) < n {
 		scratch = make([]float32, n)
 	}
@@ -129,6 +104,32 @@ func (l *lazyInit) read(dst *Param, scratch []float32) error {
 		return err
 	}
 	f32ToBF16(dst.bf16, scratch[:n])
+	return nil
+}
+
+// ensureStorage gives p storage for its shape in st (StorageF32 or
+// StorageBF16), keeping what it has when that fits; the values are left as
+// they are.
+func (p *Param) ensureStorage(st Storage) error {
+	n := Elements(p.shape)
+	if st == StorageBF16 {
+		if p.bf16 != nil && len(p.bf16) == n {
+			return nil
+		}
+		p.f32, p.bf16 = nil, nil
+		releaseStorage(p)
+		var err error
+		if p.bf16, err = allocBF16(p, n); err != nil {
+			return fmt.Errorf("%s: %v", p.spec.Name, err)
+		}
+		return nil
+	}
+	if p.f32 != nil && len(p.f32) == n {
+		return nil
+	}
+	p.bf16 = nil
+	releaseStorage(p)
+	p.f32 = make([]float32, n)
 	return nil
 }
 
@@ -159,7 +160,7 @@ func (s *layerStream) put(b *layerBuffers) {
 	s.free = append(s.free, b)
 }
 
-// layerBuffers hold one layer's regenerated weights: one parameter per
+// layerBuffers hold one layer's materialised weights: one parameter per
 // slot, whose storage the next layer overwrites, and the scratch space for
 // quantizing them.
 type layerBuffers struct {
@@ -182,59 +183,29 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 	// reused by the next layer instead of fresh pages being faulted in.
 	runtime.GC()
 	var ps [slotsPerLayer]*Param
-	var todo []*Param
-	var streams []int
-	var init *lazyInit
 	for slot := range ps {
 		p := m.byName[layerName(i, slot)]
 		if p.lazy == nil {
 			ps[slot] = p
 			continue
 		}
-		if p.lazy.source != nil {
-			dst := b.slots[slot]
-			if dst == nil {
-				dst = &Param{}
-				b.slots[slot] = dst
-			}
-			dst.spec, dst.shape = p.spec, p.shape
-			if p.lazy.storage == StorageBF16 && len(b.f32) < Elements(p.shape) {
-				b.f32 = make([]float32, Elements(p.shape))
-			}
-			if err := p.lazy.read(dst, b.f32); err != nil {
-				return ps, err
-			}
-			if p.spec.Kind == KindLinear && dst.tern == nil && len(b.tern) < Elements(p.shape) {
-				b.tern = make([]int8, Elements(p.shape))
-			}
-			ps[slot] = dst
-			continue
-		}
-		init = p.lazy
 		dst := b.slots[slot]
-		if dst == nil || !slices.Equal(dst.shape, p.shape) {
-			dst = &Param{shape: p.shape}
-			n := Elements(p.shape)
-			if p.lazy.storage == StorageBF16 {
-				var err error
-				if dst.bf16, err = allocBF16(dst, n); err != nil {
-					return ps, fmt.Errorf("%s: %v", p.spec.Name, err)
-				}
-			} else {
-				dst.f32 = make([]float32, n)
-			}
+		if dst == nil {
+			dst = &Param{}
 			b.slots[slot] = dst
 		}
-		dst.spec, dst.tern = p.spec, nil
-		if p.spec.Kind == KindLinear && len(b.tern) < Elements(p.shape) {
-			b.tern = make([]int8, Elements(p.shape))
+		dst.spec, dst.shape = p.spec, p.shape
+		n := Elements(p.shape)
+		if p.lazy.source != nil && p.lazy.storage == StorageBF16 && len(b.f32) < n {
+			b.f32 = make([]float32, n)
+		}
+		if err := p.lazy.fill(dst, b.f32); err != nil {
+			return ps, err
+		}
+		if p.spec.Kind == KindLinear && dst.tern == nil && len(b.tern) < n {
+			b.tern = make([]int8, n)
 		}
 		ps[slot] = dst
-		todo = append(todo, dst)
-		streams = append(streams, p.lazy.stream)
-	}
-	if init != nil {
-		initTensors(todo, streams, init.seed, init.std)
 	}
 	return ps, nil
 }
