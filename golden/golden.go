@@ -46,38 +46,21 @@ const (
 // TracePoint is one tensor of a v2 layer trace, trace.{i}.{Name}.
 type TracePoint struct {
 	Name string
+	// Dim is the format.json dimension of the last axis: H, q, kv or I.
+	Dim string
 	// Width is the size of the last dimension: [B,T,Width].
 	Width func(cfg model.Config) int64
 }
 
-func hiddenWidth(cfg model.Config) int64       { return cfg.HiddenSize }
-func queryWidth(cfg model.Config) int64        { return cfg.NumAttentionHeads * cfg.HeadDim() }
-func keyValueWidth(cfg model.Config) int64     { return cfg.NumKeyValueHeads * cfg.HeadDim() }
-func intermediateWidth(cfg model.Config) int64 { return cfg.IntermediateSize }
-
-// TracePoints lists a layer's trace in the order the layer computes it.
-var TracePoints = []TracePoint{
-	{"attn_norm", hiddenWidth},
-	{"q", queryWidth},
-	{"k", keyValueWidth},
-	{"v", keyValueWidth},
-	{"attn", queryWidth},
-	{"attn_sub_norm", queryWidth},
-	{"o", hiddenWidth},
-	{"h", hiddenWidth},
-	{"ffn_norm", hiddenWidth},
-	{"gate", intermediateWidth},
-	{"up", intermediateWidth},
-	{"act", intermediateWidth},
-	{"ffn_sub_norm", intermediateWidth},
-	{"down", hiddenWidth},
-}
+// TracePoints lists a layer's trace in the order the layer computes it,
+// as golden/format.json lists it.
+var TracePoints = format.tracePoints()
 
 // TraceName is the tensor name of trace point point of layer i.
-func TraceName(i int, point string) string { return fmt.Sprintf("trace.%d.%s", i, point) }
+func TraceName(i int, point string) string { return format.traceName(i, point) }
 
 // HiddenName is the tensor name of the residual stream before layer i.
-func HiddenName(i int) string { return fmt.Sprintf("hidden.%d", i) }
+func HiddenName(i int) string { return format.hiddenName(i) }
 
 // Kind says what a case tests.
 type Kind string
@@ -293,7 +276,7 @@ func (r *reader) modelCase(c *Case) error {
 	}
 	c.Hidden = make([]*model.Tensor, cfg.NumHiddenLayers+1)
 	for i := range c.Hidden {
-		if c.Hidden[i], err = r.float32(fmt.Sprintf("hidden.%d", i), []int64{B, T, H}); err != nil {
+		if c.Hidden[i], err = r.float32(HiddenName(i), []int64{B, T, H}); err != nil {
 			return err
 		}
 	}
@@ -310,7 +293,7 @@ func (r *reader) modelCase(c *Case) error {
 	}
 	c.Grads = map[string]*model.Tensor{}
 	for _, spec := range inventory {
-		name := "grad." + spec.Name
+		name := format.GradientPrefix + spec.Name
 		if _, ok := r.f.Info(name); !ok {
 			continue
 		}
@@ -344,7 +327,7 @@ func (r *reader) v2(c *Case) error {
 	}
 	c.NodeGrads = make(map[string]*model.Tensor, len(c.Nodes))
 	for _, name := range sortedKeys(c.Nodes) {
-		t, err := r.float32("grad."+name, shape64(c.Nodes[name].Shape))
+		t, err := r.float32(format.GradientPrefix+name, shape64(c.Nodes[name].Shape))
 		if err != nil {
 			return err
 		}
@@ -353,24 +336,16 @@ func (r *reader) v2(c *Case) error {
 	if len(c.Grads) != len(c.Params) {
 		for _, name := range sortedKeys(c.Params) {
 			if c.Grads[name] == nil {
-				return r.errorf("tensor %q: missing, a v2 model case holds the gradient of every parameter", "grad."+name)
+				return r.errorf("tensor %q: missing, a v2 model case holds the gradient of every parameter", format.GradientPrefix+name)
 			}
 		}
 	}
 	return r.spread(c)
 }
 
-// SpreadKeys lists the keys a model case's spread object must have.
-func SpreadKeys(c *Case) []string {
-	keys := []string{"logits", "loss", "final_norm"}
-	for i := range c.Hidden {
-		keys = append(keys, HiddenName(i))
-	}
-	for _, spec := range c.Config.Inventory() {
-		keys = append(keys, "grad."+spec.Name)
-	}
-	return keys
-}
+// SpreadKeys lists the keys a model case's spread object must have, in
+// the order golden/format.json's spread_keys gives.
+func SpreadKeys(c *Case) []string { return format.spreadKeys(c.Config, len(c.Hidden)) }
 
 // spread parses the optional "spread" metadata: a JSON object with a
 // finite, non-negative number for exactly the keys SpreadKeys lists.
