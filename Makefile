@@ -128,27 +128,29 @@ bench-checkpoint:
 bench-70b:
 	$(MAKE) bench-config BENCH_CONFIG=tritter-70b
 
-# The PyTorch fp32 equivalent (needs python3-torch; see golden/gen/README.md):
+# The PyTorch fp32 equivalent (needs python3-torch; see golden/toolkit/README.md):
 # instantiate + forward, then the full validation with backward under a
 # 24 GiB address-space cap, so that running out of memory is an allocation
 # error instead of a visit from the machine's OOM killer.
 PYTORCH_CAP_KB := 25165824
 bench-pytorch-2b:
 	@mkdir -p $(REPORTS)
-	$(TIME) /usr/bin/python3 golden/gen/baseline.py --no-backward conformance/presets/bitnet-b1.58-2b-4t.json 2>&1 | tee $(REPORTS)/bench-pytorch-2b.txt
-	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/bitnet-b1.58-2b-4t.json) 2>&1 | tee $(REPORTS)/bench-pytorch-2b-grad.txt
+	$(TIME) /usr/bin/python3 -B -m golden.toolkit.baseline --no-backward conformance/presets/bitnet-b1.58-2b-4t.json 2>&1 | tee $(REPORTS)/bench-pytorch-2b.txt
+	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 -B -m golden.toolkit.baseline conformance/presets/bitnet-b1.58-2b-4t.json) 2>&1 | tee $(REPORTS)/bench-pytorch-2b-grad.txt
 
 bench-pytorch-7b:
 	@mkdir -p $(REPORTS)
-	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 golden/gen/baseline.py conformance/presets/tritter-7b.json) 2>&1 | tee $(REPORTS)/bench-pytorch-7b.txt
+	-(ulimit -v $(PYTORCH_CAP_KB); $(TIME) /usr/bin/python3 -B -m golden.toolkit.baseline conformance/presets/tritter-7b.json) 2>&1 | tee $(REPORTS)/bench-pytorch-7b.txt
 
-# Regenerates golden/cases (bit for bit on this machine), then validates
-# every file against golden-format.md.
+# Regenerates golden/cases (bit for bit on this machine), writes its SHA-256
+# manifest (golden/cases/MANIFEST.sha256), then validates every file against
+# docs/golden-format.md.
 golden:
-	/usr/bin/python3 golden/gen/generate.py --out golden/cases
-	/usr/bin/python3 golden/gen/check_v2.py golden/cases/*.safetensors
+	/usr/bin/python3 -B -m golden.toolkit.generate --out golden/cases
+	/usr/bin/python3 -B -m golden.toolkit.manifest golden/cases
+	/usr/bin/python3 -B -m golden.toolkit.validate golden/cases/*.safetensors
 
-# False-failure sweep: N random v2 cases (golden/gen/sweep.py) in a temporary
+# False-failure sweep: N random v2 cases (golden/toolkit/sweep.py) in a temporary
 # folder, then the golden and gradient suites on them with both compute
 # paths. The seed is printed first and last; rerun a failure with
 # make golden-sweep N=<N> SEED=<seed>. The suites run through go test, which
@@ -163,7 +165,7 @@ golden-sweep: SEED = $(GOLDEN_SWEEP_SEED)
 golden-sweep:
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	echo "golden-sweep: N=$(N) SEED=$(SEED) into $$dir"; \
-	/usr/bin/python3 golden/gen/sweep.py --n $(N) --seed $(SEED) --out "$$dir" || exit 1; \
+	/usr/bin/python3 -B -m golden.toolkit.sweep --n $(N) --seed $(SEED) --out "$$dir" || exit 1; \
 	rc=0; for compute in kernels float; do \
 		echo "golden-sweep: golden and gradient suites, -golden-compute=$$compute"; \
 		$(GO) test -count=1 -p 1 -timeout 2h ./suites/forward ./suites/gradient -args \

@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
 
-    /usr/bin/python3 golden/gen/sweep.py --n N --seed S --out DIR [--only K]
+    /usr/bin/python3 -B -m golden.toolkit.sweep --n N --seed S --out DIR [--only K]
 
 Case k (0-based) is drawn from its own seed S*1000 + k, so the files are a
 pure function of (S, k): `--seed S --only K` rewrites case K alone, and
@@ -24,14 +24,13 @@ import argparse
 import math
 import os
 import random
-import sys
 import time
 
-sys.dont_write_bytecode = True
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from . import determinism  # noqa: F401  (first: one BLAS thread before torch loads)
+from . import cases
+from . import generate
 
-import generate  # noqa: E402  (sets up torch; import before cases)
-import cases  # noqa: E402
+SCRIPT = "golden.toolkit.sweep"
 
 MAX_BYTES = 40 * 1000 * 1000  # one case file
 # Multiply-adds of one forward pass (linears + attention), summed over the
@@ -113,8 +112,8 @@ def draw_case(seed, k, max_bytes, max_work):
     else:
         raise RuntimeError("case %d: no draw within budget" % k)
     name = "sweep-s%d-%03d-%s" % (seed, k, shape)
-    description = "random sweep case %d of seed %d (golden/gen/sweep.py): %s, init std %s, norm std %s" % (
-        k, seed, shape, config["initializer_range"], norm_std)
+    description = "random sweep case %d of seed %d (%s): %s, init std %s, norm std %s" % (
+        k, seed, SCRIPT, shape, config["initializer_range"], norm_std)
     return cases.ModelCase(name, case_seed, config, B, T, description, version=2, norm_std=norm_std)
 
 
@@ -138,7 +137,7 @@ def main():
             continue
         case = draw_case(args.seed, k, args.max_bytes, args.max_work)
         start = time.perf_counter()
-        path = generate.write_case(case, args.out)
+        path = generate.write_case(case, args.out, generator_name=SCRIPT)
         size = os.path.getsize(path)
         total_bytes += size
         print("%s  %.1f MB  %.1f s" % (case.name, size / 1e6, time.perf_counter() - start), flush=True)

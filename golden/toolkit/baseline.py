@@ -2,7 +2,7 @@
 
 Usage:
 
-    /usr/bin/time -v /usr/bin/python3 golden/gen/baseline.py conformance/presets/tiny-mha-tied.json
+    /usr/bin/time -v /usr/bin/python3 -B -m golden.toolkit.baseline conformance/presets/tiny-mha-tied.json
 
 It does what the seed's users do today, with the same model as the golden
 generator: instantiate every parameter (latent weights ~ N(0,
@@ -21,11 +21,9 @@ import resource
 import sys
 import time
 
-sys.dont_write_bytecode = True
+import torch
 
-import torch  # noqa: E402
-
-import bitnet_ref  # noqa: E402
+from . import reference
 
 
 def main():
@@ -41,7 +39,7 @@ def main():
 
     with open(args.config) as f:
         raw = json.load(f)
-    cfg = bitnet_ref.Config(raw)
+    cfg = reference.Config(raw)
     std = float(raw.get("initializer_range") or 0.02)
     n_params = sum(torch.Size(shape).numel() for _, shape, _ in cfg.inventory())
     print("config %s: %d parameters, B=%d T=%d, %d threads, torch %s" % (
@@ -50,16 +48,16 @@ def main():
     phases = []
     start = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
-    params = bitnet_ref.init_params(cfg, g, std=std, norm_std=0.0)
+    params = reference.init_params(cfg, g, std=std, norm_std=0.0)
     ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g, dtype=torch.int64)
     phases.append(("init", time.perf_counter() - start))
 
     start = time.perf_counter()
     if args.no_backward:
         with torch.no_grad():
-            out = bitnet_ref.forward(cfg, params, ids)
+            out = reference.forward(cfg, params, ids)
     else:
-        out = bitnet_ref.forward(cfg, params, ids)
+        out = reference.forward(cfg, params, ids)
     loss = out["loss"]
     phases.append(("forward", time.perf_counter() - start))
 

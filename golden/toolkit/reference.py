@@ -1,6 +1,8 @@
 """Reference BitNet b1.58 model in plain PyTorch, written from REFERENCE.md.
 
-This is the model the golden cases are generated with. It follows HF
+The generator writes the committed golden cases with it, the validator
+recomputes from it, the dumper's example modules (examples.py) call it, and
+the bug catalog (bugs.py) replaces its ops. It follows HF
 BitNetForCausalLM with online quantization: every decoder linear is a
 BitLinear (act_quant on the input, weight_quant on the latent weight,
 straight-through backward); the lm_head is an ordinary linear.
@@ -9,6 +11,10 @@ Dimension legend used in shape comments:
     B batch, T sequence length, H hidden_size, I intermediate_size,
     V vocab_size, L num_hidden_layers, nh query heads, nkv key/value heads,
     hd head_dim.
+
+The ops that a bug may replace are the fields of an Ops table (REFERENCE is
+the correct one): the two quantizers, the RMSNorm of each role, the RoPE
+tables and rotation, the GQA head mapping and the MLP activation.
 
 The functions take an optional `recorder` list. When given, every quantizer
 appends the integer codes it rounded to (in call order), so two runs in
@@ -23,13 +29,19 @@ This is how generate.py makes the alternative correct runs behind `spread`.
 import torch
 import torch.nn.functional as F
 
+from . import format as fmt
+
+Config = fmt.Config
+
 ACT_LEVELS = 127.0  # int8 activations: codes in [-128, 127]
 SCALE_FLOOR = 1e-5  # both quantizers clamp their statistic from below
-
 
 # Half-width of the relative perturbation of quantizer inputs: 2^-21 is
 # about 4 float32 ulps, the size of a summation-order difference.
 PERTURB_EPS = 2.0 ** -21
+
+# The RMSNorms of the model, by role (the HF module of each).
+NORM_ROLES = ["input_layernorm", "attn_sub_norm", "post_attention_layernorm", "ffn_sub_norm", "model.norm"]
 
 
 class Perturbation:
@@ -97,19 +109,15 @@ def act_quant(x, recorder=None, perturb=None):
     return x + (codes / scale - x).detach()
 
 
-def bitlinear(x, w, recorder=None, perturb=None):
-    """linear(act_quant(x), weight_quant(w)); x [..., in], w [out, in].
-
-    act_quant runs before weight_quant, so a perturbation generator draws
-    the input's eps first, then the weight's.
-    """
-    return F.linear(act_quant(x, recorder, perturb), weight_quant(w, recorder, perturb))
-
-
 def rms_norm(x, w, eps):
     """w * x / sqrt(mean(x^2) + eps) over the last dimension."""
     variance = x.pow(2).mean(dim=-1, keepdim=True)
     return w * (x * torch.rsqrt(variance + eps))
+
+
+def norm(role, x, w, eps):
+    """The RMSNorm of every role (NORM_ROLES); a bug may change one role's."""
+    return rms_norm(x, w, eps)
 
 
 def rope_cos_sin(T, hd, theta, dtype):
@@ -127,55 +135,63 @@ def rotate_half(x):
 
 
 def apply_rope(x, cos, sin):
-    """x [B, heads, T, hd]; cos, sin [T, hd]."""
+    """x [B, heads, T, hd]; cos, sin [T, hd]: rotates the halves (x_j, x_{j+hd/2}) by angle j."""
     return x * cos + rotate_half(x) * sin
 
 
-class Config:
-    """The fields of an HF BitNet config.json that the math uses."""
+def expand_kv(kv, group):
+    """[B, nkv, T, hd] -> [B, nkv*group, T, hd]: query head h reads KV head h // group."""
+    return kv.repeat_interleave(group, dim=1)
 
-    def __init__(self, raw):
-        self.raw = raw
-        self.hidden_size = int(raw["hidden_size"])
-        self.intermediate_size = int(raw["intermediate_size"])
-        self.num_layers = int(raw["num_hidden_layers"])
-        self.num_heads = int(raw["num_attention_heads"])
-        self.num_kv_heads = int(raw["num_key_value_heads"])
-        self.head_dim = int(raw.get("head_dim") or self.hidden_size // self.num_heads)
-        self.vocab_size = int(raw["vocab_size"])
-        self.rms_norm_eps = float(raw["rms_norm_eps"])
-        self.rope_theta = float(raw["rope_theta"])
-        self.tied = bool(raw["tie_word_embeddings"])
-        if raw.get("hidden_act", "relu2") != "relu2":
-            raise ValueError("hidden_act must be relu2, got %r" % raw.get("hidden_act"))
-        if self.num_heads % self.num_kv_heads != 0:
-            raise ValueError("num_key_value_heads must divide num_attention_heads")
 
-    def inventory(self):
-        """(HF name, shape, kind) for every parameter, in checkpoint order."""
-        H, I, V = self.hidden_size, self.intermediate_size, self.vocab_size
-        q = self.num_heads * self.head_dim
-        kv = self.num_kv_heads * self.head_dim
-        out = [("model.embed_tokens.weight", (V, H), "embedding")]
-        for i in range(self.num_layers):
-            p = "model.layers.%d." % i
-            out += [
-                (p + "input_layernorm.weight", (H,), "norm"),
-                (p + "self_attn.q_proj.weight", (q, H), "linear"),
-                (p + "self_attn.k_proj.weight", (kv, H), "linear"),
-                (p + "self_attn.v_proj.weight", (kv, H), "linear"),
-                (p + "self_attn.attn_sub_norm.weight", (q,), "norm"),
-                (p + "self_attn.o_proj.weight", (H, q), "linear"),
-                (p + "post_attention_layernorm.weight", (H,), "norm"),
-                (p + "mlp.gate_proj.weight", (I, H), "linear"),
-                (p + "mlp.up_proj.weight", (I, H), "linear"),
-                (p + "mlp.ffn_sub_norm.weight", (I,), "norm"),
-                (p + "mlp.down_proj.weight", (H, I), "linear"),
-            ]
-        out.append(("model.norm.weight", (H,), "norm"))
-        if not self.tied:
-            out.append(("lm_head.weight", (V, H), "head"))
-        return out
+def mlp_act(gate, up):
+    """relu(gate)^2 * up."""
+    return torch.relu(gate).pow(2) * up
+
+
+class Ops:
+    """The replaceable ops of the model. Ops() is the reference; Ops(name=fn)
+    replaces the named ops (a bug of bugs.py)."""
+
+    NAMES = ["act_quant", "weight_quant", "norm", "rope_cos_sin", "apply_rope", "expand_kv", "mlp_act"]
+
+    def __init__(self, **replace):
+        unknown = sorted(set(replace) - set(self.NAMES))
+        if unknown:
+            raise ValueError("Ops: unknown op(s) %s, known: %s" % (", ".join(unknown), ", ".join(self.NAMES)))
+        for name in self.NAMES:
+            setattr(self, name, replace.get(name, globals()[name]))
+
+
+REFERENCE = Ops()
+
+
+def bitlinear(x, w, recorder=None, perturb=None, ops=REFERENCE):
+    """linear(act_quant(x), weight_quant(w)); x [..., in], w [out, in].
+
+    act_quant runs before weight_quant, so a perturbation generator draws
+    the input's eps first, then the weight's.
+    """
+    return F.linear(ops.act_quant(x, recorder, perturb), ops.weight_quant(w, recorder, perturb))
+
+
+def causal_attention(q, k, v, nh, nkv, hd, cos, sin, ops=REFERENCE):
+    """Causal GQA attention; q [B, T, nh*hd], k and v [B, T, nkv*hd] before
+    RoPE; cos, sin [T, hd]. Returns the heads concatenated, [B, T, nh*hd].
+    Runs in the dtype of its inputs (float64 for the validator)."""
+    B, T, _ = q.shape
+    q = q.view(B, T, nh, hd).transpose(1, 2)  # [B, nh, T, hd]
+    k = k.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
+    v = v.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
+    q = ops.apply_rope(q, cos, sin)
+    k = ops.apply_rope(k, cos, sin)
+    k = ops.expand_kv(k, nh // nkv)  # [B, nh, T, hd]
+    v = ops.expand_kv(v, nh // nkv)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # [B, nh, T, T]
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=scores.dtype)
+    return torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd)
 
 
 def init_params(cfg, generator, std=0.02, norm_std=0.1, dtype=torch.float32):
@@ -195,11 +211,6 @@ def init_params(cfg, generator, std=0.02, norm_std=0.1, dtype=torch.float32):
     return params
 
 
-def expand_kv(kv, group):
-    """[B, nkv, T, hd] -> [B, nkv*group, T, hd]: query head h reads KV head h // group."""
-    return kv.repeat_interleave(group, dim=1)
-
-
 def keep(trace, name, t, retain):
     """Stores trace point `name` and returns t unchanged.
 
@@ -212,65 +223,51 @@ def keep(trace, name, t, retain):
     return t
 
 
-def attention(cfg, p, x, cos, sin, recorder, perturb=None, trace=None, retain=False):
-    """Causal GQA self-attention of x = attn_norm [B, T, H]; returns o [B, T, H].
-
-    Records q, k, v (before RoPE), attn (before attn_sub_norm),
-    attn_sub_norm and o into the dict `trace` when given.
-    """
-    if trace is None:
-        trace = {}
-    B, T, _ = x.shape
-    nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    q = keep(trace, "q", bitlinear(x, p["self_attn.q_proj.weight"], recorder, perturb), retain)  # [B, T, nh*hd]
-    k = keep(trace, "k", bitlinear(x, p["self_attn.k_proj.weight"], recorder, perturb), retain)  # [B, T, nkv*hd]
-    v = keep(trace, "v", bitlinear(x, p["self_attn.v_proj.weight"], recorder, perturb), retain)  # [B, T, nkv*hd]
-    q = q.view(B, T, nh, hd).transpose(1, 2)  # [B, nh, T, hd]
-    k = k.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
-    v = v.view(B, T, nkv, hd).transpose(1, 2)  # [B, nkv, T, hd]
-    q = apply_rope(q, cos, sin)
-    k = apply_rope(k, cos, sin)
-    k = expand_kv(k, nh // nkv)  # [B, nh, T, hd]
-    v = expand_kv(v, nh // nkv)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # [B, nh, T, T]
-    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
-    scores = scores.masked_fill(future, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=scores.dtype)
-    out = keep(trace, "attn", torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd), retain)  # [B, T, nh*hd]
-    out = keep(trace, "attn_sub_norm", rms_norm(out, p["self_attn.attn_sub_norm.weight"], cfg.rms_norm_eps), retain)
-    return keep(trace, "o", bitlinear(out, p["self_attn.o_proj.weight"], recorder, perturb), retain)
-
-
-def mlp(cfg, p, y, recorder, perturb=None, trace=None, retain=False):
-    """down_proj(ffn_sub_norm(relu(gate)^2 * up)); y = ffn_norm [B, T, H] -> down [B, T, H].
-
-    Records gate, up, act, ffn_sub_norm and down into `trace` when given.
-    """
-    if trace is None:
-        trace = {}
-    gate = keep(trace, "gate", bitlinear(y, p["mlp.gate_proj.weight"], recorder, perturb), retain)  # [B, T, I]
-    up = keep(trace, "up", bitlinear(y, p["mlp.up_proj.weight"], recorder, perturb), retain)  # [B, T, I]
-    act = keep(trace, "act", torch.relu(gate).pow(2) * up, retain)
-    inner = keep(trace, "ffn_sub_norm", rms_norm(act, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps), retain)
-    return keep(trace, "down", bitlinear(inner, p["mlp.down_proj.weight"], recorder, perturb), retain)
-
-
 def layer_params(params, i):
     prefix = "model.layers.%d." % i
     return {name[len(prefix):]: t for name, t in params.items() if name.startswith(prefix)}
 
 
-# The op-level trace points of one decoder layer, in computation order
-# (bitnet-golden/v2 `trace.{i}.*`).
-TRACE_POINTS = ["attn_norm", "q", "k", "v", "attn", "attn_sub_norm", "o", "h",
-                "ffn_norm", "gate", "up", "act", "ffn_sub_norm", "down"]
+def layer(cfg, p, x, cos, sin, recorder=None, perturb=None, retain=False, ops=REFERENCE):
+    """One decoder layer on x = hidden.{i} [B, T, H]; returns (hidden.{i+1},
+    {trace point: tensor}). Each trace tensor is the very object the next
+    ops consume, so h = x + o and hidden.{i+1} = h + down hold bit for bit."""
+    tr = {}
+    eps = cfg.rms_norm_eps
+
+    def lin(name, a, weight):
+        return keep(tr, name, bitlinear(a, p[weight], recorder, perturb, ops), retain)
+
+    attn_norm = keep(tr, "attn_norm", ops.norm("input_layernorm", x, p["input_layernorm.weight"], eps), retain)
+    q = lin("q", attn_norm, "self_attn.q_proj.weight")  # [B, T, nh*hd]
+    k = lin("k", attn_norm, "self_attn.k_proj.weight")  # [B, T, nkv*hd]
+    v = lin("v", attn_norm, "self_attn.v_proj.weight")  # [B, T, nkv*hd]
+    attn = keep(tr, "attn", causal_attention(q, k, v, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cos, sin, ops),
+                retain)
+    sub = keep(tr, "attn_sub_norm", ops.norm("attn_sub_norm", attn, p["self_attn.attn_sub_norm.weight"], eps), retain)
+    o = lin("o", sub, "self_attn.o_proj.weight")  # [B, T, H]
+    h = keep(tr, "h", x + o, retain)
+    ffn_norm = keep(tr, "ffn_norm", ops.norm("post_attention_layernorm", h, p["post_attention_layernorm.weight"], eps),
+                    retain)
+    gate = lin("gate", ffn_norm, "mlp.gate_proj.weight")  # [B, T, I]
+    up = lin("up", ffn_norm, "mlp.up_proj.weight")  # [B, T, I]
+    act = keep(tr, "act", ops.mlp_act(gate, up), retain)
+    inner = keep(tr, "ffn_sub_norm", ops.norm("ffn_sub_norm", act, p["mlp.ffn_sub_norm.weight"], eps), retain)
+    down = lin("down", inner, "mlp.down_proj.weight")  # [B, T, H]
+    return h + down, {name: tr[name] for name in fmt.TRACE_NAMES}
 
 
-def forward(cfg, params, input_ids, recorder=None, perturb=None, retain=False):
+def loss_of(logits, input_ids):
+    """Mean next-token cross-entropy of logits[:, :-1] against input_ids[:, 1:]."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1))
+
+
+def forward(cfg, params, input_ids, recorder=None, perturb=None, retain=False, ops=REFERENCE):
     """Runs the model on input_ids [B, T] (int64).
 
     Returns a dict with hidden (list of L+1 [B, T, H]), trace (list of L
-    dicts, TRACE_POINTS -> tensor), final_norm [B, T, H], logits [B, T, V]
+    dicts, trace point -> tensor), final_norm [B, T, H], logits [B, T, V]
     and loss (a scalar: mean next-token cross-entropy).
 
     With retain, every hidden, trace, final_norm and logits tensor keeps its
@@ -279,23 +276,30 @@ def forward(cfg, params, input_ids, recorder=None, perturb=None, retain=False):
     """
     B, T = input_ids.shape
     dtype = params["model.embed_tokens.weight"].dtype
-    cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_theta, dtype)
+    cos, sin = ops.rope_cos_sin(T, cfg.head_dim, cfg.rope_theta, dtype)
     x = F.embedding(input_ids, params["model.embed_tokens.weight"])  # [B, T, H]
     hidden = [keep({}, "hidden.0", x, retain)]
     traces = []
     for i in range(cfg.num_layers):
-        p = layer_params(params, i)
-        tr = {}
-        attn_norm = keep(tr, "attn_norm", rms_norm(x, p["input_layernorm.weight"], cfg.rms_norm_eps), retain)
-        o = attention(cfg, p, attn_norm, cos, sin, recorder, perturb, tr, retain)
-        h = keep(tr, "h", x + o, retain)
-        ffn_norm = keep(tr, "ffn_norm", rms_norm(h, p["post_attention_layernorm.weight"], cfg.rms_norm_eps), retain)
-        down = mlp(cfg, p, ffn_norm, recorder, perturb, tr, retain)
-        x = keep({}, "hidden", h + down, retain)
+        x, tr = layer(cfg, layer_params(params, i), x, cos, sin, recorder, perturb, retain, ops)
+        x = keep({}, "hidden", x, retain)
         hidden.append(x)
-        traces.append({name: tr[name] for name in TRACE_POINTS})
-    final_norm = keep({}, "final_norm", rms_norm(x, params["model.norm.weight"], cfg.rms_norm_eps), retain)
+        traces.append(tr)
+    final_norm = keep({}, "final_norm", ops.norm("model.norm", x, params["model.norm.weight"], cfg.rms_norm_eps), retain)
     head = params["model.embed_tokens.weight"] if cfg.tied else params["lm_head.weight"]
     logits = keep({}, "logits", F.linear(final_norm, head), retain)  # [B, T, V], never quantized
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.vocab_size), input_ids[:, 1:].reshape(-1))
+    loss = loss_of(logits, input_ids)
     return {"hidden": hidden, "trace": traces, "final_norm": final_norm, "logits": logits, "loss": loss}
+
+
+def nodes(out):
+    """(name, tensor) of every v2 node of a forward() result, in file order:
+    hidden.0, trace.0.*, hidden.1, ..., hidden.L, final_norm, logits."""
+    result = []
+    for i, trace in enumerate(out["trace"]):
+        result.append((fmt.hidden_name(i), out["hidden"][i]))
+        result += [(fmt.trace_name(i, point), trace[point]) for point in fmt.TRACE_NAMES]
+    result.append((fmt.hidden_name(len(out["trace"])), out["hidden"][-1]))
+    result.append(("final_norm", out["final_norm"]))
+    result.append(("logits", out["logits"]))
+    return result

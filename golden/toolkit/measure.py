@@ -1,6 +1,6 @@
 """Measures how far float32 is from float64 on every golden case.
 
-Usage: /usr/bin/python3 golden/gen/measure.py [--example PATH]
+Usage: /usr/bin/python3 -B -m golden.toolkit.measure [--scan] [--only NAME] [--example PATH]
 
 For each case it runs the generator twice on the same weights and inputs,
 once in float32 (what the committed files hold) and once in float64, and
@@ -15,18 +15,15 @@ against that file's tensors.
 
 import argparse
 import json
-import os
-import sys
 
-sys.dont_write_bytecode = True
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread, as generate.py
+from . import determinism  # noqa: F401  (first: one BLAS thread before torch loads)
+import torch
 
-import torch  # noqa: E402
-
-import bitnet_ref  # noqa: E402
-import cases  # noqa: E402
-import generate  # noqa: E402
-import safetensors_io  # noqa: E402
+from . import cases
+from . import format as fmt
+from . import generate
+from . import reference
+from . import safetensors_io
 
 
 def errors(a, b):
@@ -70,7 +67,7 @@ def model_rows(case):
     cfg, _, p32, o32 = generate.run_model_case(case, torch.float32, rec32)
     _, _, p64, o64 = generate.run_model_case(case, torch.float64, rec64)
     rows = [("loss", errors(o32["loss"], o64["loss"])), ("logits", errors(o32["logits"], o64["logits"]))]
-    rows += [("hidden.%d" % i, errors(a, b)) for i, (a, b) in enumerate(zip(o32["hidden"], o64["hidden"]))]
+    rows += [(fmt.hidden_name(i), errors(a, b)) for i, (a, b) in enumerate(zip(o32["hidden"], o64["hidden"]))]
     rows.append(("final_norm", errors(o32["final_norm"], o64["final_norm"])))
     rows += [("grad." + n, errors(p32[n].grad, p64[n].grad)) for n, _, _ in cfg.inventory()]
     return rows, count_flips(rec32, rec64)
@@ -124,12 +121,12 @@ def print_summary(measured):
 
 def example_rows(path):
     metadata, t = safetensors_io.read(path)
-    cfg = bitnet_ref.Config(json.loads(metadata["config"]))
+    cfg = reference.Config(json.loads(metadata["config"]))
     params = {n: t[n].clone().requires_grad_(True) for n, _, _ in cfg.inventory()}
-    out = bitnet_ref.forward(cfg, params, t["input_ids"])
+    out = reference.forward(cfg, params, t["input_ids"])
     out["loss"].backward()
     rows = [("loss", errors(out["loss"], t["loss"])), ("logits", errors(out["logits"], t["logits"]))]
-    rows += [("hidden.%d" % i, errors(h, t["hidden.%d" % i])) for i, h in enumerate(out["hidden"])]
+    rows += [(fmt.hidden_name(i), errors(h, t[fmt.hidden_name(i)])) for i, h in enumerate(out["hidden"])]
     rows.append(("final_norm", errors(out["final_norm"], t["final_norm"])))
     rows += [("grad." + n, errors(params[n].grad, t["grad." + n])) for n in params if "grad." + n in t]
     return rows
@@ -175,6 +172,7 @@ def main():
         print_table("%s: this generator (float32) vs the file" % path, example_rows(path))
     if args.scan:
         scan()
+
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ callers may cast them to another dtype to rerun the same case.
 
 import torch
 
-import bitnet_ref
+from . import reference
 
 
 def hf_config(H, I, L, nh, nkv, V, tied, head_dim=None, rope_theta=500000.0, rms_norm_eps=1e-5, max_positions=128,
@@ -178,8 +178,8 @@ CASES = [
 def build_model_inputs(case):
     """Returns (cfg, params, input_ids) for a model case, in float32."""
     g = torch.Generator().manual_seed(case.seed)
-    cfg = bitnet_ref.Config(case.config)
-    params = bitnet_ref.init_params(cfg, g, std=case.config["initializer_range"], norm_std=case.norm_std)
+    cfg = reference.Config(case.config)
+    params = reference.init_params(cfg, g, std=case.config["initializer_range"], norm_std=case.norm_std)
     ids = torch.randint(0, cfg.vocab_size, (case.B, case.T), generator=g, dtype=torch.int64)
     # The largest id is both looked up and a loss target.
     ids[0, -2] = cfg.vocab_size - 1
