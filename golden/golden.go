@@ -1,12 +1,12 @@
 // Package golden loads golden cases: safetensors files in the
-// bitnet-golden/v1 or v2 format (see golden-format.md) that hold a model's
+// bitnet-golden/v1 or v2 format (docs/golden-format.md, golden/format.json) that hold a model's
 // weights and inputs together with the outputs and gradients a correct
 // BitNet b1.58 implementation must reproduce. v2 adds an op-level trace of
 // every layer, the gradient at every trace point and the measured spread of
 // alternative correct runs.
 //
 // The committed cases live in golden/cases and are written by
-// golden/gen/generate.py (`make golden`); users may point the harness at
+// python3 -m golden.toolkit.generate (`make golden`); users may point the harness at
 // their own folders of cases. Files are untrusted: Load validates every
 // field before it is used, and every error names the file, the tensor or
 // metadata key, and the expected and actual values.
@@ -232,7 +232,7 @@ func (r *reader) metadata(c *Case) error {
 	case FormatV2:
 		c.Version = 2
 	default:
-		return r.errorf("metadata %q: unsupported version %q, expected %q or %q (regenerate the file or see golden-format.md)", "format", format, FormatV2, FormatV1)
+		return r.errorf("metadata %q: unsupported version %q, expected %q or %q (regenerate the file or see docs/golden-format.md)", "format", format, FormatV2, FormatV1)
 	}
 	c.Generator = md["generator"]
 	if strings.TrimSpace(c.Generator) == "" {

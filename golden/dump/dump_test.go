@@ -1,8 +1,9 @@
-// Package dump_test runs the harness on cases written by golden/dump/dump.py
-// from PyTorch modules: the reference module (golden/gen/bitnet_ref.py's math
-// as HF-named nn.Modules) must pass every check, and each module with a
-// deliberate departure from BitNet b1.58 must fail first at the op and layer
-// it breaks. The tests need Debian's torch (/usr/bin/python3 with torch) and
+// Package dump_test runs the harness on cases written by the dumper
+// (python3 -m golden.toolkit.dump) from PyTorch modules: the reference module
+// (golden/toolkit/reference.py's math as HF-named nn.Modules,
+// golden/toolkit/examples.py) must pass every check, and the module with
+// each example bug of the catalog (golden/toolkit/bugs.py) must fail first at
+// the op and layer it breaks. The tests need Debian's torch (/usr/bin/python3 with torch) and
 // skip, saying so, where it is missing.
 package dump_test
 
@@ -29,12 +30,21 @@ var python = func() string {
 	return "/usr/bin/python3"
 }()
 
-func here(t *testing.T) string {
+// repoRoot is the repository root, where python3 -m golden.toolkit.* runs.
+func repoRoot(t *testing.T) string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("no caller information")
 	}
-	return filepath.Dir(file)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// toolkit is python -B -m golden.toolkit.<module> args..., run from the
+// repository root.
+func toolkit(t *testing.T, module string, args ...string) *exec.Cmd {
+	cmd := exec.Command(python, append([]string{"-B", "-m", "golden.toolkit." + module}, args...)...)
+	cmd.Dir = repoRoot(t)
+	return cmd
 }
 
 var (
@@ -72,7 +82,7 @@ var (
 )
 
 // dumpedCases writes every example case once per test binary
-// (golden/dump/examples/write_cases.py, seed 1 or DUMP_SEED) and returns the
+// (python3 -m golden.toolkit.examples, seed 1 or DUMP_SEED) and returns the
 // folder.
 func dumpedCases(t *testing.T) string {
 	t.Helper()
@@ -83,16 +93,16 @@ func dumpedCases(t *testing.T) string {
 			casesErr = err
 			return
 		}
-		args := []string{filepath.Join(here(t), "examples", "write_cases.py"), "--out", dir}
+		args := []string{"--out", dir}
 		if seed := os.Getenv("DUMP_SEED"); seed != "" { // another draw of weights and ids
 			args = append(args, "--seed", seed)
 		}
-		cmd := exec.Command(python, args...)
+		cmd := toolkit(t, "examples", args...)
 		out, err := cmd.CombinedOutput()
 		casesDir, casesErr, casesOut = dir, err, string(out)
 	})
 	if casesErr != nil {
-		t.Fatalf("write_cases.py: %v\n%s", casesErr, casesOut)
+		t.Fatalf("golden.toolkit.examples: %v\n%s", casesErr, casesOut)
 	}
 	return casesDir
 }
@@ -150,7 +160,7 @@ func TestDumpedFilesAreV2(t *testing.T) {
 				}
 			}
 		}
-		if !strings.Contains(c.Generator, "bitnet_modules.") || !strings.Contains(c.Generator, "golden/dump/dump.py") {
+		if !strings.Contains(c.Generator, "golden.toolkit.examples.BitNetForCausalLM") || !strings.Contains(c.Generator, "golden.toolkit.dump") {
 			t.Errorf("%s: generator %q does not name the dumper and the module class", c.Name, c.Generator)
 		}
 	}
@@ -175,24 +185,24 @@ func TestReferenceModulePasses(t *testing.T) {
 	}
 }
 
-// Each broken module fails, and the first failing check in computation
-// order names the op and the layer the module breaks.
+// The module with each example bug fails, and the first failing check in
+// computation order names the op and the layer the bug breaks.
 func TestBrokenModulesFailAtTheirOp(t *testing.T) {
 	dir := dumpedCases(t)
 	for _, tc := range []struct {
-		module string
+		bug    string // the bugs.py catalog name, also the file name
 		op     string // the first failing check's Op starts with this
 		tensor string // and it compares this golden tensor
 	}{
 		// RoPE is inside the attention op: golden q,k,v → trace.0.attn.
-		{"InterleavedRoPE", "attention (RoPE, causal softmax)", "trace.0.attn"},
-		{"NoAttnSubNorm", "attn_sub_norm", "trace.0.attn_sub_norm"},
-		{"LayerNormInput", "input_layernorm", "trace.0.attn_norm"},
-		{"SiLUMLP", "relu²(gate)·up", "trace.0.act"},
-		{"PerTensorActQuant", "q_proj", "trace.0.q"},
+		{"interleaved-rope", "attention (RoPE, causal softmax)", "trace.0.attn"},
+		{"no-attn-sub-norm", "attn_sub_norm", "trace.0.attn_sub_norm"},
+		{"layernorm-input", "input_layernorm", "trace.0.attn_norm"},
+		{"silu", "relu²(gate)·up", "trace.0.act"},
+		{"act-quant-per-tensor", "q_proj", "trace.0.q"},
 	} {
-		t.Run(tc.module, func(t *testing.T) {
-			_, results := evaluate(t, filepath.Join(dir, tc.module+".safetensors"))
+		t.Run(tc.bug, func(t *testing.T) {
+			_, results := evaluate(t, filepath.Join(dir, tc.bug+".safetensors"))
 			r := conformance.FirstFailure(results)
 			if r == nil {
 				t.Fatalf("every one of %d checks passed; the harness missed the departure", len(results))
@@ -246,12 +256,10 @@ func TestLayoutMismatchIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "x.safetensors")
-	cmd := exec.Command(python, filepath.Join(here(t), "dump.py"),
-		"--module", filepath.Join(here(t), "examples", "bitnet_modules.py")+":ExtraQNorm",
-		"--config", cfg, "--out", out)
+	cmd := toolkit(t, "dump", "--module", "golden.toolkit.examples:ExtraQNorm", "--config", cfg, "--out", out)
 	msg, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-		t.Fatalf("dump.py on ExtraQNorm: %v, expected exit status 2\n%s", err, msg)
+		t.Fatalf("golden.toolkit.dump on ExtraQNorm: %v, expected exit status 2\n%s", err, msg)
 	}
 	for _, want := range []string{"layout differs from HF BitNetForCausalLM", "extra:   model.layers.{0,1}.self_attn.q_norm (RMSNorm, 16 parameters)"} {
 		if !strings.Contains(string(msg), want) {
@@ -266,18 +274,19 @@ func TestLayoutMismatchIsReported(t *testing.T) {
 	}
 }
 
-// The dumper's own Python tests (golden/dump/test_dump.py): bit-exactness
-// against golden/gen/bitnet_ref.py, trace gradients against an independent
-// autograd run, the shared v2 example, and every refusal.
+// The toolkit's own Python tests (golden/toolkit/test_toolkit.py): the
+// dumper bit-exact against golden/toolkit/reference.py, trace gradients
+// against an autograd run, the shared v2 example, every refusal, the
+// validator, the manifest and the bug catalog.
 // About 25 s on two cores, so -short (make test) leaves it out.
-func TestPythonDumperTests(t *testing.T) {
+func TestPythonToolkitTests(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: run go test ./golden/dump or /usr/bin/python3 golden/dump/test_dump.py")
+		t.Skip("-short: run go test ./golden/dump or /usr/bin/python3 -B -m golden.toolkit.test_toolkit")
 	}
 	requireTorch(t)
-	out, err := exec.Command(python, filepath.Join(here(t), "test_dump.py")).CombinedOutput()
+	out, err := toolkit(t, "test_toolkit").CombinedOutput()
 	if err != nil {
-		t.Fatalf("test_dump.py: %v\n%s", err, out)
+		t.Fatalf("golden.toolkit.test_toolkit: %v\n%s", err, out)
 	}
 	t.Logf("%s", lastLine(string(out)))
 }

@@ -1,40 +1,51 @@
-"""Tests of the dumper (Debian's torch, no pytest needed):
+"""Tests of the golden toolkit (Debian's torch, no pytest needed):
 
-    /usr/bin/python3 golden/dump/test_dump.py
+    /usr/bin/python3 -B -m golden.toolkit.test_toolkit
 
-The Go test golden/dump/dump_test.go runs the harness on dumped files; this
-file checks the dumper itself: that the reference modules reproduce
-golden/gen/bitnet_ref.py bit for bit, that every trace point and trace
-gradient is what an independent autograd computation gives, that files
-match the shared v2 example's layout, and that layout mismatches, repeated
-calls, keyword-only calls and in-place edits are reported.
+The Go test golden/dump/dump_test.go runs it, and runs the harness on
+dumped files; this file checks the dumper itself: that the example modules
+reproduce reference.py bit for bit, that every trace point and trace
+gradient is what the reference's own autograd gives, that files match the
+shared v2 example's layout, that layout mismatches, repeated calls,
+keyword-only calls and in-place edits are reported, and that an untied
+model that never calls lm_head dumps like one that does; and the
+validator, the manifest and the bug catalog.
 """
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 import unittest
 
-sys.dont_write_bytecode = True
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "examples"))
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from . import bugs
+from . import dump
+from . import examples as bm
+from . import format as fmt
+from . import manifest
+from . import reference
+from . import safetensors_io
+from . import validate
 
-import bitnet_modules as bm  # noqa: E402
-import check_case  # noqa: E402
-import dump  # noqa: E402
-import safetensors_io  # noqa: E402
-import bitnet_ref  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CASES = os.path.join(ROOT, "golden", "cases")
+EXAMPLE = os.path.join(CASES, "shared-example-tiny-gqa-v2.safetensors")  # a copy of the shared example
 
-EXAMPLE = os.path.join(HERE, "..", "..", "..", "shared", "golden-examples", "example-tiny-gqa-v2.safetensors")
-if not os.path.exists(EXAMPLE):
-    EXAMPLE = "/work/shared/golden-examples/example-tiny-gqa-v2.safetensors"
+
+def toolkit(*args, **kw):
+    """python -B -m golden.toolkit.<args> from the repository root."""
+    return subprocess.run([sys.executable, "-B", "-m"] + ["golden.toolkit." + args[0]] + list(args[1:]),
+                          capture_output=True, text=True, cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def check_case(path, like=None, structure_only=True):
+    return validate.validate(path, like, structure_only)[0]
 
 
 def tiny_config(tied=True, L=2, H=64, I=160, nh=4, nkv=2, V=256):
@@ -47,48 +58,11 @@ def tiny_config(tied=True, L=2, H=64, I=160, nh=4, nkv=2, V=256):
 
 
 def tapped_forward(cfg, params, ids):
-    """bitnet_ref's forward rebuilt from its pieces, keeping every trace
-    tensor with retain_grad: the independent source of trace gradients."""
-    taps = {}
-
-    def tap(name, t):
-        t.retain_grad()
-        taps[name] = t
-        return t
-
-    B, T = ids.shape
-    nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    cos, sin = bitnet_ref.rope_cos_sin(T, hd, cfg.rope_theta, torch.float32)
-    x = tap("hidden.0", F.embedding(ids, params["model.embed_tokens.weight"]))
-    for i in range(cfg.num_layers):
-        p = bitnet_ref.layer_params(params, i)
-        n = "trace.%d." % i
-        a = tap(n + "attn_norm", bitnet_ref.rms_norm(x, p["input_layernorm.weight"], cfg.rms_norm_eps))
-        q = tap(n + "q", bitnet_ref.bitlinear(a, p["self_attn.q_proj.weight"]))
-        k = tap(n + "k", bitnet_ref.bitlinear(a, p["self_attn.k_proj.weight"]))
-        v = tap(n + "v", bitnet_ref.bitlinear(a, p["self_attn.v_proj.weight"]))
-        qh = bitnet_ref.apply_rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
-        kh = bitnet_ref.expand_kv(bitnet_ref.apply_rope(k.view(B, T, nkv, hd).transpose(1, 2), cos, sin), nh // nkv)
-        vh = bitnet_ref.expand_kv(v.view(B, T, nkv, hd).transpose(1, 2), nh // nkv)
-        s = torch.matmul(qh, kh.transpose(-1, -2)) * (hd ** -0.5)
-        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(diagonal=1), float("-inf"))
-        att = tap(n + "attn", torch.matmul(torch.softmax(s, dim=-1), vh).transpose(1, 2).reshape(B, T, nh * hd))
-        sn = tap(n + "attn_sub_norm", bitnet_ref.rms_norm(att, p["self_attn.attn_sub_norm.weight"], cfg.rms_norm_eps))
-        o = tap(n + "o", bitnet_ref.bitlinear(sn, p["self_attn.o_proj.weight"]))
-        h = tap(n + "h", x + o)
-        y = tap(n + "ffn_norm", bitnet_ref.rms_norm(h, p["post_attention_layernorm.weight"], cfg.rms_norm_eps))
-        g = tap(n + "gate", bitnet_ref.bitlinear(y, p["mlp.gate_proj.weight"]))
-        u = tap(n + "up", bitnet_ref.bitlinear(y, p["mlp.up_proj.weight"]))
-        act = tap(n + "act", torch.relu(g).pow(2) * u)
-        fs = tap(n + "ffn_sub_norm", bitnet_ref.rms_norm(act, p["mlp.ffn_sub_norm.weight"], cfg.rms_norm_eps))
-        d = tap(n + "down", bitnet_ref.bitlinear(fs, p["mlp.down_proj.weight"]))
-        x = tap("hidden.%d" % (i + 1), h + d)
-    fn = tap("final_norm", bitnet_ref.rms_norm(x, params["model.norm.weight"], cfg.rms_norm_eps))
-    head = params["model.embed_tokens.weight"] if cfg.tied else params["lm_head.weight"]
-    logits = tap("logits", F.linear(fn, head))
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.vocab_size), ids[:, 1:].reshape(-1))
-    loss.backward()
-    return taps, loss
+    """reference.forward with every node's retained gradient: the autograd
+    source of the trace gradients the dumper's hooks must match."""
+    out = reference.forward(cfg, params, ids, retain=True)
+    out["loss"].backward()
+    return {name: t for name, t in reference.nodes(out)}, out["loss"]
 
 
 class Tmp(unittest.TestCase):
@@ -110,17 +84,17 @@ class ReferenceModule(Tmp):
         out = self.path("ref.safetensors")
         dump.dump(bm.BitNetForCausalLM(config, seed=seed), config, out, seed=9, batch=2, seq=12)
         meta, t = safetensors_io.read(out)
-        self.assertIn("bitnet_modules.BitNetForCausalLM", meta["generator"])
+        self.assertIn("golden.toolkit.examples.BitNetForCausalLM", meta["generator"])
         self.assertNotIn("spread", meta)
-        self.assertEqual(check_case.check(out), [])
+        self.assertEqual(check_case(out, structure_only=False), [])
 
-        cfg = bitnet_ref.Config(config)
-        params = bitnet_ref.init_params(cfg, torch.Generator().manual_seed(seed), std=0.02)
+        cfg = fmt.Config(config)
+        params = reference.init_params(cfg, torch.Generator().manual_seed(seed), std=0.02)
         ids = dump.random_ids(cfg.vocab_size, 2, 12, 9)
         self.assertTrue(torch.equal(t["input_ids"], ids))
+        ref = reference.forward(cfg, {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}, ids)
         taps, loss = tapped_forward(cfg, params, ids)
-        ref = bitnet_ref.forward(cfg, {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}, ids)
-        # The module is bitnet_ref, bit for bit: parameters, outputs, gradients.
+        # The module is reference.py's model, bit for bit: parameters, outputs, gradients.
         self.assertTrue(torch.equal(t["logits"], ref["logits"].detach()))
         self.assertEqual(float(t["loss"]), float(ref["loss"]))
         for name, p in params.items():
@@ -145,27 +119,29 @@ class ReferenceModule(Tmp):
         config = json.loads(meta["config"])
         spread = json.loads(meta["spread"])
         ckpt = self.path("ckpt.safetensors")
-        names = [n for n, _ in dump.Shapes(config).inventory()]
+        names = [n for n, _, _ in fmt.Config(config).inventory()]
         safetensors_io.write(ckpt, [(n, ex[n]) for n in names], {"format": "pt"})
         module = bm.BitNetForCausalLM(config, seed=0)
         dump.load_weights(module, ckpt, config)
         out = self.path("ex.safetensors")
         dump.dump(module, config, out, input_ids=ex["input_ids"])
-        self.assertEqual(check_case.check(out, like=EXAMPLE), [])
+        self.assertEqual(check_case(out, like=EXAMPLE, structure_only=False), [])
         _, t = safetensors_io.read(out)
         for name in ("logits", "final_norm", "hidden.2", "grad.model.embed_tokens.weight"):
             rel = float((t[name] - ex[name]).norm() / ex[name].norm())
             self.assertLessEqual(rel, max(3 * spread[name], 1e-5), name)
         self.assertLessEqual(abs(float(t["loss"]) - float(ex["loss"])), max(3 * spread["loss"], 1e-5) * float(ex["loss"]))
 
-    def test_variants_dump_and_are_consistent(self):
+    def test_example_bugs_dump_and_are_consistent(self):
         config = tiny_config()
-        for name, (cls, _) in bm.BROKEN.items():
-            out = self.path(name + ".safetensors")
-            dump.dump(cls(config, seed=1), config, out)
-            meta, _ = safetensors_io.read(out)
-            self.assertIn("bitnet_modules." + name, meta["generator"])
-            self.assertEqual(check_case.check(out, like=EXAMPLE), [], name)
+        for bug in bm.EXAMPLE_BUGS:
+            out = self.path(bug + ".safetensors")
+            dump.dump(bm.BitNetForCausalLM(config, seed=1, bug=bug), config, out)
+            self.assertEqual(check_case(out, like=EXAMPLE), [], bug)
+            # The bug changes the values, and the full validator sees it (a
+            # quantizer bug as notes on the bitlinear recomputes).
+            errors, notes = validate.validate(out)
+            self.assertTrue(errors or notes, bug)
 
 
 class Refusals(Tmp):
@@ -195,9 +171,8 @@ class Refusals(Tmp):
         cfg = self.path("config.json")
         with open(cfg, "w") as f:
             json.dump(tiny_config(), f)
-        r = subprocess.run([sys.executable, os.path.join(HERE, "dump.py"), "--module",
-                            os.path.join(HERE, "examples", "bitnet_modules.py") + ":ExtraQNorm",
-                            "--config", cfg, "--out", self.path("x.safetensors")], capture_output=True, text=True)
+        r = toolkit("dump", "--module", "golden.toolkit.examples:ExtraQNorm", "--config", cfg,
+                    "--out", self.path("x.safetensors"))
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("extra:   model.layers.{0,1}.self_attn.q_norm (RMSNorm, 16 parameters)", r.stderr)
         self.assertNotIn("Traceback", r.stderr)
@@ -206,12 +181,15 @@ class Refusals(Tmp):
         cfg = self.path("config.json")
         with open(cfg, "w") as f:
             json.dump(tiny_config(), f)
-        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "examples"))
-        r = subprocess.run([sys.executable, os.path.join(HERE, "dump.py"), "--module", "bitnet_modules:SiLUMLP",
-                            "--config", cfg, "--out", self.path("x.safetensors"), "--seed", "4", "--batch", "1",
-                            "--seq", "8"], capture_output=True, text=True, env=env, cwd=self.dir)
+        # A user's module file given by path, run from another folder.
+        user = self.path("user_model.py")
+        with open(user, "w") as f:
+            f.write("from golden.toolkit.examples import BitNetForCausalLM as Model\n")
+        r = toolkit("dump", "--module", user + ":Model",
+                    "--config", cfg, "--out", self.path("x.safetensors"), "--seed", "4", "--batch", "1", "--seq", "8",
+                    env=dict(os.environ, PYTHONPATH=ROOT), cwd=self.dir)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(check_case.check(self.path("x.safetensors")), [])
+        self.assertEqual(check_case(self.path("x.safetensors"), structure_only=False), [])
 
     def test_called_twice(self):
         class Twice(bm.BitNetForCausalLM):
@@ -295,12 +273,60 @@ class Refusals(Tmp):
         for name in ta:
             self.assertTrue(torch.equal(ta[name], tb[name]), name)
 
+    def test_untied_without_calling_lm_head(self):
+        # An untied model whose forward multiplies by lm_head.weight itself:
+        # the logits are what the model returns, lm_head.weight gets its
+        # gradient through that product, and the file is the one a model
+        # calling lm_head writes.
+        class NoHeadCall(bm.BitNetForCausalLM):
+            def forward(self, input_ids=None, **kw):
+                return F.linear(self.model(input_ids), self.lm_head.weight)
+
+        class MatmulHead(bm.BitNetForCausalLM):
+            def forward(self, input_ids=None, **kw):
+                return self.model(input_ids) @ self.lm_head.weight.T
+        config = tiny_config(tied=False)
+        a, b, c = self.path("a.safetensors"), self.path("b.safetensors"), self.path("c.safetensors")
+        dump.dump(bm.BitNetForCausalLM(config, seed=3), config, a)
+        dump.dump(NoHeadCall(config, seed=3), config, b)
+        dump.dump(MatmulHead(config, seed=3), config, c)
+        _, ta = safetensors_io.read(a)
+        _, tb = safetensors_io.read(b)
+        _, tc = safetensors_io.read(c)
+        self.assertEqual(list(ta), list(tc))
+        for name in ta:
+            self.assertTrue(torch.equal(ta[name], tb[name]), name)
+            self.assertTrue(torch.allclose(ta[name], tc[name], rtol=1e-5, atol=1e-7), name)
+        self.assertGreater(float(tc["grad.lm_head.weight"].abs().sum()), 0)
+        self.assertEqual(check_case(c, structure_only=False), [])
+
+    def test_lm_head_called_twice(self):
+        class Twice(bm.BitNetForCausalLM):
+            def forward(self, input_ids=None, **kw):
+                out = super().forward(input_ids)
+                self.lm_head(self.model.embed_tokens(input_ids))
+                return out
+        config = tiny_config(tied=False)
+        with self.assertRaisesRegex(dump.DumpError, r"lm_head: called 2 times in one forward, expected once or never"):
+            dump.dump(Twice(config, seed=1), config, self.path("x.safetensors"))
+
+    def test_norm_without_weight_is_written_as_ones(self):
+        config = tiny_config()
+        module = bm.BitNetForCausalLM(config, seed=2)
+        for layer in module.model.layers:
+            layer.self_attn.attn_sub_norm = nn.Identity()
+        out = self.path("x.safetensors")
+        dump.dump(module, config, out)
+        _, t = safetensors_io.read(out)
+        self.assertTrue(torch.equal(t["model.layers.1.self_attn.attn_sub_norm.weight"], torch.ones(64)))
+        self.assertEqual(check_case(out), [])
+
     def test_weights_folder_on_the_command_line(self):
         config = tiny_config(tied=False)
         ref = bm.BitNetForCausalLM(config, seed=7)
         ckpt = os.path.join(self.dir, "ckpt")
         os.makedirs(ckpt)
-        names = [n for n, _ in dump.Shapes(config).inventory()]
+        names = [n for n, _, _ in fmt.Config(config).inventory()]
         params = dict(ref.named_parameters())
         half = len(names) // 2  # two shards
         safetensors_io.write(os.path.join(ckpt, "model-00001-of-00002.safetensors"),
@@ -311,10 +337,8 @@ class Refusals(Tmp):
         with open(cfg, "w") as f:
             json.dump(config, f)
         out = self.path("w.safetensors")
-        r = subprocess.run([sys.executable, os.path.join(HERE, "dump.py"), "--module",
-                            os.path.join(HERE, "examples", "bitnet_modules.py") + ":BitNetForCausalLM",
-                            "--config", cfg, "--out", out, "--weights", ckpt, "--seed", "99"],
-                           capture_output=True, text=True)
+        r = toolkit("dump", "--module", "golden.toolkit.examples:BitNetForCausalLM", "--config", cfg, "--out", out,
+                    "--weights", ckpt, "--seed", "99")
         self.assertEqual(r.returncode, 0, r.stderr)
         _, t = safetensors_io.read(out)
         for n in names:  # the checkpoint's values, not seed 99's
@@ -340,7 +364,6 @@ class Refusals(Tmp):
         with open(ckpt, "rb") as f:
             data = f.read()
         # a U8 tensor and a weight_scale, as in microsoft/bitnet-b1.58-2B-4T
-        import struct
         hdr = {"model.layers.0.self_attn.q_proj.weight": {"dtype": "U8", "shape": [16, 64], "data_offsets": [0, 1024]},
                "model.layers.0.self_attn.q_proj.weight_scale": {"dtype": "F32", "shape": [1], "data_offsets": [1024, 1028]}}
         text = json.dumps(hdr).encode()
@@ -350,6 +373,77 @@ class Refusals(Tmp):
         del data
         with self.assertRaisesRegex(dump.DumpError, "packed"):
             dump.load_weights(bm.BitNetForCausalLM(config, seed=2), ckpt, config)
+
+
+class Toolkit(Tmp):
+    def test_committed_cases_validate(self):
+        paths = sorted(os.path.join(CASES, n) for n in os.listdir(CASES) if n.endswith(".safetensors"))
+        self.assertGreaterEqual(len(paths), 12)
+        for path in paths:
+            self.assertEqual(validate.validate(path)[0], [], path)
+
+    def test_validator_names_the_problem(self):
+        meta, t = safetensors_io.read(os.path.join(CASES, "model-mqa-tied-L1-hd128.safetensors"))
+        cases = {
+            "drop": ("tensor trace.0.act: missing, expected F32 [2, 16, 96]",
+                     lambda t: t.pop("trace.0.act")),
+            "residual": ("trace.0.h = hidden.0 + o: not bit-identical",
+                         lambda t: t["trace.0.h"].add_(1e-3)),
+            "semantics": ("trace.0.attn_sub_norm: relative L2",
+                          lambda t: t["trace.0.attn_sub_norm"].mul_(1.01)),
+        }
+        for name, (want, edit) in cases.items():
+            tt = {k: v.clone() for k, v in t.items()}
+            edit(tt)
+            path = self.path(name + ".safetensors")
+            safetensors_io.write(path, list(tt.items()), meta)
+            errors = validate.validate(path)[0]
+            self.assertTrue(any(e.startswith(want) for e in errors), "%s: %s" % (name, errors))
+        # The order is the format's.
+        path = self.path("order.safetensors")
+        safetensors_io.write(path, list(reversed(list(t.items()))), meta)
+        self.assertTrue(any(e.startswith("tensor order: position 0 holds grad.logits, expected input_ids")
+                            for e in validate.validate(path)[0]))
+
+    def test_format_matches_the_committed_files(self):
+        # format.json's names, dtypes, shapes and order are the shared example's.
+        meta, entries = safetensors_io.read_header(EXAMPLE)
+        cfg = fmt.Config(json.loads(meta["config"]))
+        B, T = dict(entries)["input_ids"]["shape"]
+        got = [(n, i["dtype"], tuple(i["shape"])) for n, i in entries]
+        self.assertEqual(got, fmt.model_tensors(cfg, B, T, 2))
+        self.assertEqual(sorted(json.loads(meta["spread"])), sorted(fmt.spread_keys(cfg)))
+
+    def test_manifest(self):
+        for name, data in (("b.safetensors", b"bbb"), ("a.safetensors", b"aaa"), ("notes.txt", b"x")):
+            with open(self.path(name), "wb") as f:
+                f.write(data)
+        r = toolkit("manifest", self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(self.path(manifest.NAME)) as f:
+            text = f.read()
+        self.assertEqual(text, "9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0  a.safetensors\n"
+                               "3e744b9dc39389baf0c5a0660589b8402f3dbb49b89b3e75f2c9355852a3c677  b.safetensors\n")
+        with open(os.path.join(CASES, manifest.NAME)) as f:
+            self.assertEqual(f.read(), manifest.manifest(CASES), "golden/cases/MANIFEST.sha256 is stale (make golden)")
+
+    def test_catalog(self):
+        names = [b.name for b in bugs.CATALOG]
+        self.assertEqual(len(names), len(set(names)))
+        for b in bugs.CATALOG:
+            self.assertRegex(b.name, r"^[a-z0-9]+(-[a-z0-9]+)*$")
+        for bug in bm.EXAMPLE_BUGS:
+            self.assertIn(bug, names)
+        with self.assertRaisesRegex(KeyError, "unknown bug 'nope'"):
+            bugs.get("nope")
+        # Each bug moves a committed case: a model case, or for a quantizer
+        # bug the round-half tie case.
+        chosen = [c for c in bugs.cases.CASES if c.name in ("model-gqa-untied-L2-hd16-std0.1", "bitlinear-ties")]
+        want = {c.name: bugs.run_with(c)["out"] for c in chosen}
+        for b in bugs.CATALOG:
+            moved = [c.name for c in chosen if (b.bitlinear or c.kind == "model")
+                     and not torch.equal(bugs.run_with(c, b)["out"], want[c.name])]
+            self.assertTrue(moved, b.name)
 
 
 if __name__ == "__main__":

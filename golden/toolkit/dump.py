@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with Debian's python3-torch):
 
-    /usr/bin/python3 golden/dump/dump.py --module pkg.module:NAME --config config.json \
+    /usr/bin/python3 -B -m golden.toolkit.dump --module pkg.module:NAME --config config.json \
         --out case.safetensors [--weights CHECKPOINT] [--seed N] [--batch B --seq T]
 
 NAME(config) is a class or factory that receives the parsed config.json (a
@@ -12,8 +12,11 @@ laid out like HF BitNetForCausalLM (model.embed_tokens, model.layers[i]
 .{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.attn_sub_norm,
 post_attention_layernorm, mlp.{gate,up,down}_proj, mlp.ffn_sub_norm},
 model.norm, lm_head). Every v2 trace point is captured with forward hooks
-and pre-hooks, its gradient with tensor hooks, and the parameter gradients
-after loss.backward(); see golden/FORMAT.md.
+and pre-hooks on the module golden/format.json names for it, its gradient
+with tensor hooks, and the parameter gradients after loss.backward(); see
+docs/golden-format.md. The logits are lm_head's output when the model calls
+lm_head, else the model's return value (a tied model without an lm_head
+module, or one whose forward multiplies by lm_head.weight itself).
 
 The function API is dump(module, config, out, input_ids=None, seed=0,
 batch=2, seq=16). A module whose layout differs raises LayoutError (the
@@ -31,59 +34,19 @@ import json
 import os
 import sys
 
-sys.dont_write_bytecode = True  # keep the repository free of __pycache__
+import torch
+import torch.nn.functional as F
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_GEN = os.path.join(os.path.dirname(_HERE), "gen")
-if _GEN not in sys.path:
-    sys.path.append(_GEN)  # last, so that golden/gen's module names shadow nothing
+from . import format as fmt
+from . import safetensors_io
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import safetensors_io  # noqa: E402  (golden/gen/safetensors_io.py: the project's writer)
-
-FORMAT = "bitnet-golden/v2"
-SCRIPT = "golden/dump/dump.py"
+FORMAT = fmt.WRITTEN
+SCRIPT = "golden.toolkit.dump"
 
 # The submodules of one decoder layer, relative to model.layers.{i}.
 LAYER_CONTAINERS = ["self_attn", "mlp"]
-LAYER_LEAVES = [
-    "input_layernorm",
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.attn_sub_norm",
-    "self_attn.o_proj",
-    "post_attention_layernorm",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.ffn_sub_norm",
-    "mlp.down_proj",
-]
-NORM_LEAVES = {"input_layernorm", "self_attn.attn_sub_norm", "post_attention_layernorm", "mlp.ffn_sub_norm"}
-
-# (trace name, submodule relative to model.layers.{i}, "in" = the input of its
-# forward (pre-hook), "out" = its output (forward hook)), in computation order.
-TRACE_POINTS = [
-    ("attn_norm", "input_layernorm", "out"),
-    ("q", "self_attn.q_proj", "out"),
-    ("k", "self_attn.k_proj", "out"),
-    ("v", "self_attn.v_proj", "out"),
-    ("attn", "self_attn.attn_sub_norm", "in"),
-    ("attn_sub_norm", "self_attn.attn_sub_norm", "out"),
-    ("o", "self_attn.o_proj", "out"),
-    ("h", "post_attention_layernorm", "in"),
-    ("ffn_norm", "post_attention_layernorm", "out"),
-    ("gate", "mlp.gate_proj", "out"),
-    ("up", "mlp.up_proj", "out"),
-    ("act", "mlp.ffn_sub_norm", "in"),
-    ("ffn_sub_norm", "mlp.ffn_sub_norm", "out"),
-    ("down", "mlp.down_proj", "out"),
-]
-
-REQUIRED_CONFIG = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                   "vocab_size", "rms_norm_eps", "rope_theta"]
+LAYER_LEAVES = [e["name"][: -len(".weight")] for e in fmt.SPEC["parameters"]["layer"]]
+NORM_LEAVES = {e["name"][: -len(".weight")] for e in fmt.SPEC["parameters"]["layer"] if e["kind"] == "norm"}
 
 
 class DumpError(Exception):
@@ -110,46 +73,12 @@ def class_name(obj):
     return "%s.%s" % (cls.__module__, cls.__qualname__)
 
 
-# ---------------------------------------------------------------- config
-
-class Shapes:
-    """The sizes the format uses, from an HF config dict."""
-
-    def __init__(self, config):
-        missing = [k for k in REQUIRED_CONFIG if k not in config]
-        if missing:
-            raise DumpError("config: missing %s (an HF BitNet config.json has them)" % ", ".join(missing))
-        self.H = int(config["hidden_size"])
-        self.I = int(config["intermediate_size"])
-        self.L = int(config["num_hidden_layers"])
-        self.nh = int(config["num_attention_heads"])
-        self.nkv = int(config.get("num_key_value_heads") or self.nh)
-        self.hd = int(config.get("head_dim") or self.H // self.nh)
-        self.V = int(config["vocab_size"])
-        # HF BitNetConfig defaults tie_word_embeddings to false.
-        self.tied = bool(config.get("tie_word_embeddings", False))
-
-    def inventory(self):
-        """(HF parameter name, shape) in checkpoint order."""
-        H, I, V, q, kv = self.H, self.I, self.V, self.nh * self.hd, self.nkv * self.hd
-        shapes = {
-            "input_layernorm": (H,), "self_attn.q_proj": (q, H), "self_attn.k_proj": (kv, H),
-            "self_attn.v_proj": (kv, H), "self_attn.attn_sub_norm": (q,), "self_attn.o_proj": (H, q),
-            "post_attention_layernorm": (H,), "mlp.gate_proj": (I, H), "mlp.up_proj": (I, H),
-            "mlp.ffn_sub_norm": (I,), "mlp.down_proj": (H, I),
-        }
-        out = [("model.embed_tokens.weight", (V, H))]
-        for i in range(self.L):
-            out += [("model.layers.%d.%s.weight" % (i, leaf), shapes[leaf]) for leaf in LAYER_LEAVES]
-        out.append(("model.norm.weight", (H,)))
-        if not self.tied:
-            out.append(("lm_head.weight", (V, H)))
-        return out
-
-    def trace_width(self, name):
-        return {"q": self.nh * self.hd, "k": self.nkv * self.hd, "v": self.nkv * self.hd,
-                "attn": self.nh * self.hd, "attn_sub_norm": self.nh * self.hd,
-                "gate": self.I, "up": self.I, "act": self.I, "ffn_sub_norm": self.I}.get(name, self.H)
+def Shapes(config):
+    """The format's sizes and inventory of an HF config dict (format.Config)."""
+    try:
+        return fmt.Config(config)
+    except fmt.FormatError as e:
+        raise DumpError(str(e))
 
 
 def file_config(config):
@@ -205,7 +134,7 @@ def check_layout(module, shapes):
     mods = dict(module.named_modules(remove_duplicate=False))
     containers = ["model", "model.layers"]
     leaves = ["model.embed_tokens", "model.norm"]
-    for i in range(shapes.L):
+    for i in range(shapes.num_layers):
         p = "model.layers.%d" % i
         containers += [p] + ["%s.%s" % (p, c) for c in LAYER_CONTAINERS]
         leaves += ["%s.%s" % (p, c) for c in LAYER_LEAVES]
@@ -228,7 +157,7 @@ def check_layout(module, shapes):
         extra.append(path)
     if missing or extra:
         lines = ["the module's layout differs from HF BitNetForCausalLM (%s, config num_hidden_layers=%d):"
-                 % (class_name(module), shapes.L)]
+                 % (class_name(module), shapes.num_layers)]
         if missing:
             lines.append("  missing: " + ", ".join(_group(missing)))
         if extra:
@@ -289,7 +218,7 @@ def resolve_parameters(module, shapes, mods):
     """
     params = {}
     problems = []
-    for name, shape in shapes.inventory():
+    for name, shape, _ in shapes.inventory():
         path = name[: -len(".weight")]
         mod = mods.get(path)
         w = getattr(mod, "weight", None) if mod is not None else None
@@ -455,29 +384,32 @@ def capture(module, config, input_ids):
             raise DumpError("parameter dtype %s: the golden semantics are float32; call module.float() first" % p.dtype)
     params = resolve_parameters(module, shapes, mods)
     B, T = input_ids.shape
-    L = shapes.L
+    L = shapes.num_layers
     first = next(module.parameters(), None)
     ids = input_ids.to(first.device) if first is not None else input_ids  # the model's device
 
     # Where every tensor of the file comes from: (name, path, "in"/"out", width).
+    side = {"input": "in", "output": "out"}
     sources = []
     for i in range(L):
         lp = "model.layers.%d." % i
-        sources.append(("hidden.%d" % i, lp + "input_layernorm", "in", shapes.H))
-        sources += [("trace.%d.%s" % (i, n), lp + rel, kind, shapes.trace_width(n)) for n, rel, kind in TRACE_POINTS]
-    sources.append(("hidden.%d" % L, "model.norm", "in", shapes.H))
-    sources.append(("final_norm", "model.norm", "out", shapes.H))
-    if "lm_head" in mods:
-        sources.append(("logits", "lm_head", "out", shapes.V))
+        sources.append((fmt.hidden_name(i), lp + "input_layernorm", "in", shapes.hidden_size))
+        sources += [(fmt.trace_name(i, p["name"]), lp + p["module"], side[p["side"]], shapes.dim(p["width"]))
+                    for p in fmt.TRACE_POINTS]
+    sources.append((fmt.hidden_name(L), "model.norm", "in", shapes.hidden_size))
+    sources.append(("final_norm", "model.norm", "out", shapes.hidden_size))
     wanted_in = {p for _, p, k, _ in sources if k == "in"}
     wanted_out = {p for _, p, k, _ in sources if k == "out"} | {"model.embed_tokens"}
+    # lm_head, when there is one, is hooked but may go uncalled: a model that
+    # multiplies by lm_head.weight itself returns the logits.
+    head_out = {"lm_head"} if "lm_head" in mods else set()
 
     for p in module.parameters():
         p.requires_grad_(True)
         p.grad = None
     was_training = module.training
     module.eval()  # no dropout; gradients still flow
-    calls, handles = _install(mods, wanted_in, wanted_out)
+    calls, handles = _install(mods, wanted_in, wanted_out | head_out)
     try:
         output = _call_model(module, ids)
     finally:
@@ -486,6 +418,9 @@ def capture(module, config, input_ids):
         module.train(was_training)
 
     problems = []
+    head_calls = calls.pop("lm_head", None)
+    if head_calls is not None and len(head_calls.outputs) > 1:
+        problems.append("lm_head: called %d times in one forward, expected once or never" % len(head_calls.outputs))
     for path, c in calls.items():
         n = max(len(c.inputs), len(c.outputs))
         if n != 1:
@@ -501,19 +436,25 @@ def capture(module, config, input_ids):
     for name, path, kind, width in sources:
         t, versions[name] = (calls[path].inputs if kind == "in" else calls[path].outputs)[0]
         values[name] = (t, _as_btx(name, t, B, T, width))
-    if "lm_head" not in mods:  # tied, no lm_head module: the logits are what the model returns
+    if head_calls is not None and head_calls.outputs:
+        raw, version = head_calls.outputs[0]
+        if raw is None:
+            raise DumpError("lm_head: no tensor among its outputs")
+    else:  # no lm_head module, or one the forward never calls: the logits are what the model returns
         raw = getattr(output, "logits", None)
         if raw is None and isinstance(output, dict):
             raw = output.get("logits")
         if raw is None:
             raw = _first_tensor(output)
         if raw is None:
-            raise DumpError("no lm_head module and the model returned no logits")
-        sources.append(("logits", "(model output)", "out", shapes.V))
-        values["logits"] = (raw, _as_btx("logits", raw, B, T, shapes.V))
-        versions["logits"] = raw._version
+            raise DumpError("lm_head %s and the model returned no logits" % (
+                "never called" if head_calls is not None else "missing"))
+        version = raw._version
+    sources.append(("logits", "lm_head", "out", shapes.vocab_size))
+    values["logits"] = (raw, _as_btx("logits", raw, B, T, shapes.vocab_size))
+    versions["logits"] = version
     embed_out = calls["model.embed_tokens"].outputs[0][0]
-    hidden0 = values["hidden.0"][0]
+    hidden0 = values[fmt.hidden_name(0)][0]
     if embed_out is not hidden0 and (embed_out.shape != hidden0.shape or not torch.equal(embed_out, hidden0)):
         _warn("the input of layer 0 is not model.embed_tokens's output (something runs between them); "
               "hidden.0 is written as layer 0's input, so the harness's embedding check will flag it")
@@ -536,7 +477,7 @@ def capture(module, config, input_ids):
         raise DumpError("trace points without gradients:\n  " + "\n  ".join(problems))
 
     logits = values["logits"][0]
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, shapes.V).float(), ids[:, 1:].reshape(-1))
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, shapes.vocab_size).float(), ids[:, 1:].reshape(-1))
     loss.backward()
     for name in values:
         if name not in grads:  # no path to the loss: its gradient is zero
@@ -547,7 +488,7 @@ def capture(module, config, input_ids):
     embed = params["model.embed_tokens.weight"]
     tensors = [("input_ids", input_ids.to(torch.int64).cpu())]
     param_grads = []
-    for name, shape in shapes.inventory():
+    for name, shape, _ in shapes.inventory():
         p = params[name]
         if p is None:
             tensors.append((name, torch.ones(shape)))
@@ -563,20 +504,11 @@ def capture(module, config, input_ids):
                 and head.grad is not None:
             g = g + head.grad.detach().to(torch.float32)
         param_grads.append(("grad." + name, g))
-    for i in range(L):
-        tensors.append(("hidden.%d" % i, snap["hidden.%d" % i]))
-        tensors += [("trace.%d.%s" % (i, n), snap["trace.%d.%s" % (i, n)]) for n, _, _ in TRACE_POINTS]
-    tensors.append(("hidden.%d" % L, snap["hidden.%d" % L]))
-    tensors += [("final_norm", snap["final_norm"]), ("logits", snap["logits"]),
-                ("loss", loss.detach().to(torch.float32).reshape(()))]
-    tensors += param_grads
-    for i in range(L):
-        tensors.append(("grad.hidden.%d" % i, grads["hidden.%d" % i].to(torch.float32)))
-        tensors += [("grad.trace.%d.%s" % (i, n), grads["trace.%d.%s" % (i, n)].to(torch.float32))
-                    for n, _, _ in TRACE_POINTS]
-    tensors.append(("grad.hidden.%d" % L, grads["hidden.%d" % L].to(torch.float32)))
-    tensors += [("grad.final_norm", grads["final_norm"].to(torch.float32)),
-                ("grad.logits", grads["logits"].to(torch.float32))]
+    values_out = dict(tensors + param_grads)
+    values_out.update(snap)
+    values_out["loss"] = loss.detach().to(torch.float32).reshape(())
+    values_out.update((fmt.GRAD + name, g.to(torch.float32)) for name, g in grads.items())
+    tensors = [(name, values_out[name]) for name, _, _ in fmt.model_tensors(shapes, B, T, 2)]
     for p in module.parameters():
         p.grad = None
     return [(n, t.detach().cpu()) for n, t in tensors], float(loss)
@@ -595,15 +527,15 @@ def dump(module, config, out, input_ids=None, seed=0, batch=2, seq=16, descripti
             config = json.load(f)
     shapes = Shapes(config)
     if input_ids is None:
-        input_ids = random_ids(shapes.V, batch, seq, seed)
+        input_ids = random_ids(shapes.vocab_size, batch, seq, seed)
         origin = "input_ids from seed %d" % seed
     else:
         input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
         origin = "input_ids given"
     if input_ids.dim() != 2 or input_ids.shape[1] < 2:
         raise DumpError("input_ids: shape %s, expected [B, T] with T >= 2" % list(input_ids.shape))
-    if int(input_ids.min()) < 0 or int(input_ids.max()) >= shapes.V:
-        raise DumpError("input_ids: ids outside [0, %d)" % shapes.V)
+    if int(input_ids.min()) < 0 or int(input_ids.max()) >= shapes.vocab_size:
+        raise DumpError("input_ids: ids outside [0, %d)" % shapes.vocab_size)
     tensors, loss = capture(module, config, input_ids)
     B, T = input_ids.shape
     metadata = {
@@ -621,31 +553,6 @@ def dump(module, config, out, input_ids=None, seed=0, batch=2, seq=16, descripti
 
 # ---------------------------------------------------------------- checkpoints
 
-_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
-
-
-def _read_any(path):
-    """{name: tensor} from a safetensors file of any common dtype."""
-    import struct
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        body = f.read()
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        dtype = _ST_DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise DumpError("%s: tensor %s has dtype %s" % (path, name, info["dtype"]))
-        start, end = info["data_offsets"]
-        buf = bytearray(body[start:end])
-        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(info["shape"]).clone()
-    return out
-
-
 def load_weights(module, path, config):
     """Loads an HF-named online (latent) checkpoint: a .safetensors file or a
     folder of them (model.safetensors or shards)."""
@@ -657,14 +564,17 @@ def load_weights(module, path, config):
         files = [path]
     tensors = {}
     for f in files:
-        tensors.update(_read_any(f))
+        try:
+            tensors.update(safetensors_io.read(f)[1])
+        except ValueError as e:
+            raise DumpError(str(e))
     packed = sorted(n for n, t in tensors.items() if n.endswith("weight_scale") or t.dtype == torch.uint8)
     if packed:
         raise DumpError("%s is a packed (offline) checkpoint (%s ...); the dumper needs the latent (online, "
                         "e.g. -bf16) weights" % (path, packed[0]))
     shapes = Shapes(config)
     params = dict(_all_parameters(module))
-    wanted = [n for n, _ in shapes.inventory()]
+    wanted = [n for n, _, _ in shapes.inventory()]
     missing = [n for n in wanted if n not in tensors]
     if missing:
         raise DumpError("%s: missing %s" % (path, ", ".join(_group(missing))))
