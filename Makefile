@@ -63,7 +63,7 @@ unit:
 # new interesting input starves the fuzzing itself.
 FUZZ_TARGETS := ./internal/tensorfile:FuzzOpen:40000 ./golden:FuzzLoad:200000 \
 	./model:FuzzParseConfig:100000 ./model/checkpoint:FuzzCheckpoint:40000 \
-	./conformance:FuzzParseKnownAnswer:50000
+	./conformance:FuzzParseKnownAnswer:50000 ./gguf:FuzzGGUF:140000
 FUZZSCALE ?= 1
 FUZZMINIMIZE ?= 200x
 
