@@ -20,6 +20,7 @@ H=64, I=128, 2 layers, 4 query heads over 2 KV heads, V=256, B=2, T=16.
 """
 
 import argparse
+import importlib
 import json
 import os
 import types
@@ -203,22 +204,25 @@ def main(argv=None):
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
+    # The classes under their package name (not __main__'s), so each file's
+    # generator note names golden.toolkit.examples.BitNetForCausalLM.
+    ex = importlib.import_module(__spec__.name if __spec__ else __name__)
     jobs = [("reference-tied", None, True), ("reference-untied", None, False)]
     jobs += [(bug, bug, True) for bug in EXAMPLE_BUGS]
     for name, bug, tied in jobs:
         cfg = config(tied)
         path = os.path.join(args.out, name + ".safetensors")
         description = "bug %s: %s" % (bug, bugs.get(bug).description) if bug else "the reference model"
-        loss = dump.dump(BitNetForCausalLM(cfg, seed=args.seed, bug=bug), cfg, path, seed=args.seed, batch=2, seq=16,
+        loss = dump.dump(ex.BitNetForCausalLM(cfg, seed=args.seed, bug=bug), cfg, path, seed=args.seed, batch=2, seq=16,
                          description=description)
         print("%s: loss %.6f" % (path, loss))
     layout = {}
-    for cls in (MissingAttnSubNorm, ExtraQNorm):
+    for cls in (ex.MissingAttnSubNorm, ex.ExtraQNorm):
         cfg = config(True)
         try:
             dump.dump(cls(cfg, seed=args.seed), cfg, os.path.join(args.out, cls.__name__ + ".safetensors"))
             layout[cls.__name__] = {"error": None}
-        except dump.LayoutError as e:
+        except ex.dump.LayoutError as e:
             layout[cls.__name__] = {"error": str(e), "missing": e.missing, "extra": e.extra}
     with open(os.path.join(args.out, "layout.json"), "w") as f:
         json.dump(layout, f, indent=1)
