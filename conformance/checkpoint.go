@@ -7,48 +7,36 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance/knownanswer"
+	"github.com/tritter-ai/conformance/conformance/presets"
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/model"
 	"github.com/tritter-ai/conformance/model/checkpoint"
 )
 
-// CheckpointPreset is the preset a -model-dir checkpoint is compared with:
-// the first preset named by -configs, or the reference architecture when
-// -configs is not given.
-func CheckpointPreset(selected []Preset) (Preset, error) {
-	if len(splitList(Flags.Resolved().Configs)) > 0 && len(selected) > 0 {
-		return selected[0], nil
-	}
-	return referencePreset(ReferencePresetName)
-}
-
-// CheckpointMismatches compares a checkpoint's config.json with a preset on
-// every field that decides a weight shape or a numeric behaviour.
-func CheckpointMismatches(dir string, preset Preset) ([]Mismatch, error) {
-	cfg, err := model.ReadConfigFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	return CompareConfigs(cfg, preset.Config), nil
-}
-
 // describeCheckpointArchitecture checks a real checkpoint folder offline:
 // its config.json against the preset, and every tensor header against the
 // preset's inventory, without reading tensor data.
-func describeCheckpointArchitecture(dir string, selected []Preset) {
-	Describe("checkpoint "+dir, Label("checkpoint"), func() {
+// It registers nothing without -model-dir.
+func describeCheckpointArchitecture(h *Harness) {
+	dir := h.config.ModelDir
+	if dir == "" {
+		return
+	}
+	Describe("checkpoint "+dir, Label(LabelCheckpoint, LabelCostConfig), func() {
 		var preset Preset
 		BeforeEach(func() {
 			var err error
-			preset, err = CheckpointPreset(selected)
+			preset, err = h.CheckpointPreset()
 			Expect(err).NotTo(HaveOccurred())
 		})
 		It("has a config.json that matches the preset", func() {
-			mismatches, err := CheckpointMismatches(dir, preset)
+			mismatches, err := presets.CheckpointMismatches(dir, preset)
 			Expect(err).NotTo(HaveOccurred())
 			if len(mismatches) == 0 {
 				AddReportEntry("checkpoint config", "COMPATIBLE with "+preset.Name, ReportEntryVisibilityFailureOrVerbose)
 			}
-			Expect(mismatches).To(BeEmpty(), "%s/config.json: MISMATCH with %s:\n%s", dir, preset.Name, MismatchReport(mismatches))
+			Expect(mismatches).To(BeEmpty(), "%s/config.json: MISMATCH with %s:\n%s", dir, preset.Name, presets.MismatchReport(mismatches))
 		})
 		It("has a config.json whose every key is known and BitNet-compatible", func() {
 			cfg, err := model.ReadConfigFile(filepath.Join(dir, "config.json"))
@@ -70,7 +58,7 @@ func describeCheckpointArchitecture(dir string, selected []Preset) {
 					layout += " (linear_class absent: HF's default)"
 				}
 			}
-			AddReportEntry("checkpoint", layout+", "+plural(len(report.Files), "file")+", "+plural(report.TensorCount, "tensor"), ReportEntryVisibilityFailureOrVerbose)
+			AddReportEntry("checkpoint", layout+", "+units.Plural(len(report.Files), "file")+", "+units.Plural(report.TensorCount, "tensor"), ReportEntryVisibilityFailureOrVerbose)
 			lines := ""
 			for _, p := range report.Problems {
 				lines += p.String() + "\n"
@@ -83,86 +71,91 @@ func describeCheckpointArchitecture(dir string, selected []Preset) {
 // masterBatch is the fixed batch on which a checkpoint and its master are
 // run: 2 sequences of 16 tokens (fewer when max_position_embeddings is
 // smaller).
-func masterBatch(cfg model.Config) model.Batch {
-	return RandomBatch(cfg, 2, min(16, int(cfg.MaxPositionEmbeddings)), Flags.Seed)
+func masterBatch(s *Subject) model.Batch {
+	return s.RandomBatch(2, min(16, int(s.Config.MaxPositionEmbeddings)))
 }
 
-// DescribeCheckpointNumerics registers the checks of a -model-dir
-// checkpoint's numbers: every known-answer file, skipped with the reason
-// when its fingerprint is for another config, and with -master-dir the
-// conversion against its master (checkpoint.CompareMaster, then logits
-// within checkpoint.MasterLogitsRelL2).
-func DescribeCheckpointNumerics() bool {
-	return Describe("Checkpoint numerics", SuiteLabel("forward"), func() {
-		opts := Flags.Resolved()
-		answers, err := LoadKnownAnswers(opts.ModelDir)
-		if err != nil {
-			It("reads the known-answer files", func() { Fail(err.Error()) })
-			return
-		}
-		if opts.ModelDir == "" {
-			for _, k := range answers {
-				It("matches known answers "+k.Path, func() {
-					Skip(fmt.Sprintf("%s: needs -model-dir with the %s weights", k.Path, k.Checkpoint))
-				})
-			}
-			if opts.MasterDir != "" {
-				It("compares -model-dir with -master-dir", func() {
-					Fail("-master-dir " + opts.MasterDir + " needs -model-dir: the offline checkpoint converted from it")
-				})
-			}
-			return
-		}
-		subjects, ok := subjectsOrFail()
-		if !ok {
-			return
-		}
-		s := subjects[0]
-		Describe(s.Name, s.Decorators(), func() {
-			for _, k := range answers {
-				It("matches known answers "+k.Path+" ("+k.Checkpoint+")", func() {
-					if reason := k.SkipReason(s.Config); reason != "" {
-						Skip(reason)
-					}
-					m, err := s.Model()
-					Expect(err).NotTo(HaveOccurred())
-					misses, err := k.Check(m)
-					Expect(err).NotTo(HaveOccurred())
-					if len(misses) > 0 {
-						lines := ""
-						for _, miss := range misses {
-							lines += miss.String() + "\n"
-						}
-						Fail(fmt.Sprintf("%s: %d values outside tolerance against %s (source: %s):\n%s", k.Path, len(misses), k.Checkpoint, k.Source, lines))
-					}
-				})
-			}
-			if opts.MasterDir == "" {
-				return
-			}
-			It("is the conversion of -master-dir "+opts.MasterDir+": every code, weight_scale and tensor", func() {
-				var r *checkpoint.MasterReport
-				Step("comparing every tensor with the master", func() {
-					var err error
-					r, err = checkpoint.CompareMaster(s.Source, opts.MasterDir)
-					Expect(err).NotTo(HaveOccurred())
-				})
-				AddReportEntry("master comparison", fmt.Sprintf("%s, %d tensors, %d codes within the rounding tie band", r.Convention, r.Tensors, r.TieCodes), ReportEntryVisibilityFailureOrVerbose)
-				Expect(r.Err()).NotTo(HaveOccurred())
-			})
-			It(fmt.Sprintf("has the logits of -master-dir within relL2 %g", checkpoint.MasterLogitsRelL2), func() {
-				m, err := s.Model()
-				Expect(err).NotTo(HaveOccurred())
-				var c checkpoint.LogitsComparison
-				Step("loading the master and running both", func() {
-					master, err := checkpoint.Load(opts.MasterDir)
-					Expect(err).NotTo(HaveOccurred())
-					c, err = checkpoint.CompareLogits(m, master, masterBatch(s.Config))
-					Expect(err).NotTo(HaveOccurred())
-				})
-				AddReportEntry("logits relL2 against the master", c.RelL2, ReportEntryVisibilityFailureOrVerbose)
-				Expect(c.Err()).NotTo(HaveOccurred(), "%s against %s", s.Source, opts.MasterDir)
-			})
+// CheckpointNumerics are the checks of a -model-dir checkpoint's numbers:
+// every known-answer file, skipped with the reason when its fingerprint is
+// for another config, and with -master-dir the conversion against its
+// master (checkpoint.CompareMaster, then logits within
+// checkpoint.MasterLogitsRelL2). Without -model-dir each shipped
+// known-answer file is one skipped spec saying what it needs.
+var CheckpointNumerics = func() *Specs {
+	var s Specs
+	s.DescribeRun("Checkpoint numerics", describeWithoutCheckpoint, SuiteLabel("forward"))
+	s.DescribeSubject("Checkpoint numerics", describeCheckpointNumerics, SuiteLabel("forward"), ForConfigs{"checkpoint"})
+	return &s
+}()
+
+func describeWithoutCheckpoint(h *Harness) {
+	cfg := h.config
+	if cfg.ModelDir != "" {
+		return
+	}
+	answers, err := knownanswer.Load("")
+	if err != nil {
+		It("reads the known-answer files", Label(LabelCostConfig), func() { Fail(err.Error()) })
+		return
+	}
+	for _, k := range answers {
+		It("matches known answers "+k.Path, Label(LabelCostConfig), func() {
+			Skip(fmt.Sprintf("%s: needs -model-dir with the %s weights", k.Path, k.Checkpoint))
 		})
+	}
+	if cfg.MasterDir != "" {
+		It("compares -model-dir with -master-dir", Label(LabelCostConfig), func() {
+			Fail("-master-dir " + cfg.MasterDir + " needs -model-dir: the offline checkpoint converted from it")
+		})
+	}
+}
+
+func describeCheckpointNumerics(s *Subject) {
+	cfg := s.h.config
+	answers, err := knownanswer.Load(cfg.ModelDir)
+	if err != nil {
+		It("reads the known-answer files", func() { Fail(err.Error()) })
+		return
+	}
+	for _, k := range answers {
+		It("matches known answers "+k.Path+" ("+k.Checkpoint+")", func() {
+			if reason := k.SkipReason(s.Config); reason != "" {
+				Skip(reason)
+			}
+			misses, err := k.Check(s.MustModel())
+			Expect(err).NotTo(HaveOccurred())
+			if len(misses) > 0 {
+				lines := ""
+				for _, miss := range misses {
+					lines += miss.String() + "\n"
+				}
+				Fail(fmt.Sprintf("%s: %d values outside tolerance against %s (source: %s):\n%s", k.Path, len(misses), k.Checkpoint, k.Source, lines))
+			}
+		})
+	}
+	if cfg.MasterDir == "" {
+		return
+	}
+	It("is the conversion of -master-dir "+cfg.MasterDir+": every code, weight_scale and tensor", func() {
+		var r *checkpoint.MasterReport
+		Step("comparing every tensor with the master", func() {
+			var err error
+			r, err = checkpoint.CompareMaster(s.Source, cfg.MasterDir)
+			Expect(err).NotTo(HaveOccurred())
+		})
+		s.Report("master comparison", fmt.Sprintf("%s, %d tensors, %d codes within the rounding tie band", r.Convention, r.Tensors, r.TieCodes))
+		Expect(r.Err()).NotTo(HaveOccurred())
+	})
+	It(fmt.Sprintf("has the logits of -master-dir within relL2 %g", checkpoint.MasterLogitsRelL2), func() {
+		m := s.MustModel()
+		var c checkpoint.LogitsComparison
+		Step("loading the master and running both", func() {
+			master, err := checkpoint.Load(cfg.MasterDir)
+			Expect(err).NotTo(HaveOccurred())
+			c, err = checkpoint.CompareLogits(m, master, masterBatch(s))
+			Expect(err).NotTo(HaveOccurred())
+		})
+		s.Report("logits relL2 against the master", c.RelL2)
+		Expect(c.Err()).NotTo(HaveOccurred(), "%s against %s", s.Source, cfg.MasterDir)
 	})
 }

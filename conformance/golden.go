@@ -2,257 +2,66 @@ package conformance
 
 import (
 	"fmt"
-	"path/filepath"
+	"os"
 	"strings"
+	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance/numerics"
+	"github.com/tritter-ai/conformance/conformance/report"
 	"github.com/tritter-ai/conformance/golden"
-	"github.com/tritter-ai/conformance/model"
 )
 
-// BitLinearCaseChecks lists the checks of a bitlinear case: y, and the
-// straight-through gradients when the case has them, each per element
-// within its BitLinear bound.
-func BitLinearCaseChecks(c *golden.Case, target Target) []Check {
-	N, in, out := c.X.Shape[0], c.X.Shape[1], c.Weight.Shape[0]
-	checks := []Check{{
-		Name: "bitlinear y = linear(act_quant(x), weight_quant(weight)) from golden x, weight → y", Layer: -1, Op: "BitLinear", Tensor: "y", Stage: StageForward,
-		run: func(*caseRun) (Measurement, error) {
-			y, err := target.BitLinear(c.X, c.Weight)
-			if err != nil {
-				return Measurement{}, err
-			}
-			return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
-		},
-	}}
-	if c.GradY == nil {
-		return checks
+// GoldenCase is one golden case file that golden specs run on.
+type GoldenCase struct {
+	Name string // folder and file: "cases/bitlinear-edge"
+	Case *golden.Case
+	h    *Harness
+}
+
+// Checks lists every check of the case against the Go model, in
+// computation order.
+func (c *GoldenCase) Checks() []numerics.Check {
+	return numerics.CaseChecks(c.Case, numerics.ModelTarget)
+}
+
+// Results evaluates every check of the case on the run's compute path
+// (-golden-compute), once per suite process, and records them for the
+// numerics report: the specs of every area share one evaluation, so each
+// can say where the case's divergence starts.
+func (c *GoldenCase) Results() ([]numerics.Result, error) {
+	c.h.mu.Lock()
+	e, ok := c.h.evaluations[c.Case.Path]
+	if !ok {
+		e = &evaluation{}
+		c.h.evaluations[c.Case.Path] = e
 	}
-	var gxBound, gwBound []float64
-	var gx, gw *model.Tensor
-	var gradErr error
-	backward := func() error {
-		if gxBound == nil {
-			gxBound, gwBound = bitLinearBackwardBound(c.X.Data, c.Weight.Data, c.GradY.Data, N, out, in)
-			gx, gw, gradErr = target.BitLinearBackward(c.X, c.Weight, c.GradY)
+	c.h.mu.Unlock()
+	e.once.Do(func() {
+		e.results, e.err = numerics.Evaluate(c.Case, numerics.ModelTarget, c.Checks(), c.h.compute)
+		if e.err == nil {
+			c.h.mu.Lock()
+			c.h.records = append(c.h.records, numerics.Record(c.Case, e.results))
+			c.h.mu.Unlock()
 		}
-		return gradErr
-	}
-	return append(checks,
-		Check{Name: "bitlinear backward (straight-through) from golden x, weight, grad_y → grad.x", Layer: -1, Op: "BitLinear backward", Tensor: "grad.x", Stage: StageBackward,
-			run: func(*caseRun) (Measurement, error) {
-				if err := backward(); err != nil {
-					return Measurement{}, err
-				}
-				return compareElements(gx, c.GradX, gxBound)
-			}},
-		Check{Name: "bitlinear backward (straight-through) from golden x, weight, grad_y → grad.weight", Layer: -1, Op: "BitLinear backward", Tensor: "grad.weight", Stage: StageBackward,
-			run: func(*caseRun) (Measurement, error) {
-				if err := backward(); err != nil {
-					return Measurement{}, err
-				}
-				return compareElements(gw, c.GradWeight, gwBound)
-			}},
-	)
-}
-
-// CaseChecks lists every check of a case in computation order.
-func CaseChecks(c *golden.Case, target Target) []Check {
-	if c.Kind == golden.KindBitlinear {
-		return BitLinearCaseChecks(c, target)
-	}
-	return ModelCaseChecks(c)
-}
-
-// isGradient reports whether a check belongs to the gradient suite.
-func (c Check) isGradient() bool {
-	return c.Stage == StageBackward || strings.HasPrefix(c.Tensor, "grad.")
-}
-
-// NumericsChecks returns the checks the golden (forward) specs run: the
-// forward op checks and the forward end-to-end checks.
-func NumericsChecks(c *golden.Case, target Target) []Check {
-	var out []Check
-	for _, check := range CaseChecks(c, target) {
-		if !check.isGradient() {
-			out = append(out, check)
-		}
-	}
-	return out
-}
-
-// GradChecks returns the checks the gradient specs run: the backward op
-// checks and the parameter gradients end to end.
-func GradChecks(c *golden.Case, target Target) []Check {
-	var out []Check
-	for _, check := range CaseChecks(c, target) {
-		if check.isGradient() {
-			out = append(out, check)
-		}
-	}
-	return out
-}
-
-// EvaluateCase runs checks of one case against a target outside Ginkgo, on
-// the compute path of -golden-compute, and returns every result in order.
-// The specs run the same checks.
-func EvaluateCase(c *golden.Case, target Target, checks []Check) ([]Result, error) {
-	compute, err := Flags.GoldenComputePath()
-	if err != nil {
-		return nil, err
-	}
-	return EvaluateCaseOn(c, target, checks, compute)
-}
-
-// EvaluateCaseOn is EvaluateCase on a given compute path.
-func EvaluateCaseOn(c *golden.Case, target Target, checks []Check, compute model.Compute) ([]Result, error) {
-	r, err := newCaseRun(c, target, compute)
-	if err != nil {
-		return nil, err
-	}
-	results := make([]Result, len(checks))
-	for i, check := range checks {
-		results[i] = check.evaluate(r)
-	}
-	return results, nil
-}
-
-// FirstFailingCheck evaluates checks in order and stops at the first
-// failure, which it returns (nil when every check passes): where a case's
-// divergence starts, at the cost of the checks before it.
-func FirstFailingCheck(c *golden.Case, target Target, checks []Check, compute model.Compute) (*Result, error) {
-	r, err := newCaseRun(c, target, compute)
-	if err != nil {
-		return nil, err
-	}
-	for _, check := range checks {
-		if result := check.evaluate(r); !result.Passed() {
-			return &result, nil
-		}
-	}
-	return nil, nil
-}
-
-func newCaseRun(c *golden.Case, target Target, compute model.Compute) (*caseRun, error) {
-	r := &caseRun{c: c, compute: compute}
-	if c.Kind != golden.KindBitlinear {
-		impl, err := target.FromTensors(c.Config, c.Params)
-		if err != nil {
-			return nil, fmt.Errorf("%s: building %s: %w", c.Path, target.Name, err)
-		}
-		r.impl = impl
-	}
-	return r, nil
-}
-
-// goldenCases holds the golden cases, loaded by Prepare before RunSpecs
-// because their count and contents shape the spec tree.
-var goldenCases struct {
-	loaded []loadedCase
-	err    error
-}
-
-type loadedCase struct {
-	path string
-	c    *golden.Case
-	err  error
-}
-
-// GoldenCasePaths returns the project's golden/cases files followed by every
-// -golden-dir folder's files.
-func GoldenCasePaths() ([]string, error) {
-	dirs := append([]string{golden.Dir()}, Flags.Resolved().GoldenDirs()...)
-	return golden.Discover(dirs...)
-}
-
-func loadGoldenCases() {
-	paths, err := GoldenCasePaths()
-	goldenCases.loaded, goldenCases.err = nil, err
-	for _, path := range paths {
-		c, err := golden.Load(path)
-		goldenCases.loaded = append(goldenCases.loaded, loadedCase{path, c, err})
-	}
-}
-
-// describeGoldenCases calls body once per loaded golden case. A case that
-// failed to load becomes one failing spec naming the file and the problem.
-func describeGoldenCases(body func(name string, c *golden.Case)) {
-	if goldenCases.err != nil {
-		It("discovers the golden cases", func() { Fail(goldenCases.err.Error()) })
-		return
-	}
-	if len(goldenCases.loaded) == 0 {
-		It("finds golden cases", func() {
-			Fail("no golden case files in " + golden.Dir() + " or -golden-dir (did the suite call conformance.Prepare?)")
-		})
-		return
-	}
-	for _, lc := range goldenCases.loaded {
-		name := caseName(lc.path)
-		if lc.err != nil {
-			It("loads "+name, func() { Fail(lc.err.Error()) })
-			continue
-		}
-		body(name, lc.c)
-	}
-}
-
-func caseName(path string) string {
-	dir := filepath.Base(filepath.Dir(path))
-	return dir + "/" + strings.TrimSuffix(filepath.Base(path), ".safetensors")
-}
-
-// DescribeGolden registers the numerics specs: one container per golden
-// case, with one spec per forward check, run against ModelTarget.
-func DescribeGolden() bool {
-	reportNumerics("golden")
-	return Describe("Golden numerics", SuiteLabel("golden"), Label("golden"), func() {
-		describeGoldenCases(func(name string, c *golden.Case) {
-			Describe(name, func() {
-				describeChecks(c, false)
-			})
-		})
 	})
+	return e.results, e.err
 }
 
-// describeChecks registers one spec per check of a golden case (the
-// gradient checks or the others). Every check of the case, both suites'
-// included, is evaluated once, in computation order, on first use, so that
-// a failure can say where divergence starts.
-func describeChecks(c *golden.Case, gradients bool) {
-	all := CaseChecks(c, ModelTarget)
-	var results []Result
-	var evalErr error
-	evaluate := func() {
-		if results == nil && evalErr == nil {
-			results, evalErr = EvaluateCase(c, ModelTarget, all)
-			recordNumerics(c, results)
-		}
-	}
-	for i, check := range all {
-		if check.isGradient() != gradients {
-			continue
-		}
-		It(check.Name, func() {
-			evaluate()
-			Expect(evalErr).NotTo(HaveOccurred(), "building the model from %s", c.Path)
-			expectResult(results, i)
-		})
-	}
-}
-
-// expectResult fails the spec when result i failed, saying where the
-// case's divergence starts.
-func expectResult(results []Result, i int) {
+// ExpectCheck fails the spec when check i of the case failed, saying where
+// the case's divergence starts.
+func (c *GoldenCase) ExpectCheck(i int) {
 	GinkgoHelper()
+	results, err := c.Results()
+	Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Case.Path)
 	r := results[i]
 	if r.Passed() {
 		return
 	}
 	msg := r.String()
-	if first := FirstFailure(results); first != nil {
+	if first := numerics.FirstFailure(results); first != nil {
 		if first.Check.Name == r.Check.Name {
 			msg += "\n(divergence starts here: this is the case's first failing check in computation order)"
 		} else {
@@ -260,4 +69,83 @@ func expectResult(results []Result, i int) {
 		}
 	}
 	Fail(msg)
+}
+
+// evaluation is one case's results, computed once.
+type evaluation struct {
+	once    sync.Once
+	results []numerics.Result
+	err     error
+}
+
+// goldenFiles loads the committed cases and every -golden-dir file, once.
+func (h *Harness) goldenFiles() ([]golden.Loaded, error) {
+	h.goldenOnce.Do(func() {
+		h.goldenCases = golden.LoadCommitted()
+		extra, err := golden.LoadAll(h.config.GoldenDirs...)
+		h.goldenCases, h.goldenErr = append(h.goldenCases, extra...), err
+	})
+	return h.goldenCases, h.goldenErr
+}
+
+// describeGoldenCases calls body once per golden case, inside
+// Describe(case name). A case that failed to load becomes one failing spec
+// naming the file and the problem.
+func (h *Harness) describeGoldenCases(body func(c *GoldenCase)) {
+	files, err := h.goldenFiles()
+	if err != nil {
+		It("discovers the golden cases", func() { Fail(err.Error()) })
+		return
+	}
+	if len(files) == 0 {
+		It("finds golden cases", func() { Fail("no golden case files, committed or in -golden-dir") })
+		return
+	}
+	for _, f := range files {
+		name := numerics.CaseName(f.Path)
+		if f.Err != nil {
+			It("loads "+name, func() { Fail(f.Err.Error()) })
+			continue
+		}
+		c := &GoldenCase{Name: name, Case: f.Case, h: h}
+		Describe(name, func() { body(c) })
+	}
+}
+
+// describeChecks registers one spec per check of a case: the gradient
+// checks, or the others.
+func describeChecks(c *GoldenCase, gradients bool) {
+	for i, check := range c.Checks() {
+		if check.IsGradient() == gradients {
+			It(check.Name, func() { c.ExpectCheck(i) })
+		}
+	}
+}
+
+// GoldenNumerics are the numerics specs of the forward suite: one container
+// per golden case, with one spec per forward op check and per forward
+// end-to-end check.
+var GoldenNumerics = func() *Specs {
+	var s Specs
+	s.DescribeGoldenCases("Golden numerics", func(c *GoldenCase) { describeChecks(c, false) }, SuiteLabel("golden"))
+	return &s
+}()
+
+// writeNumerics writes the numerics report of the cases this suite
+// process evaluated, if any, as numerics-<suite>.json and its pictures.
+func (h *Harness) writeNumerics(dir, suite string) {
+	h.mu.Lock()
+	cases := append([]numerics.CaseRecord(nil), h.records...)
+	h.mu.Unlock()
+	if len(cases) == 0 {
+		return
+	}
+	if err := report.WriteNumerics(dir, suiteSlug(suite), cases); err != nil {
+		fmt.Fprintf(os.Stderr, "numerics report: %v\n", err)
+	}
+}
+
+// suiteSlug names a suite in file names: "Forward Suite" → "forward".
+func suiteSlug(suite string) string {
+	return strings.ToLower(strings.Join(strings.Fields(strings.TrimSuffix(suite, " Suite")), "-"))
 }

@@ -11,7 +11,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/tritter-ai/conformance/golden"
+	"github.com/tritter-ai/conformance/conformance/memory"
+	"github.com/tritter-ai/conformance/conformance/numerics"
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
 )
@@ -51,7 +53,7 @@ func Accumulate(grad []float32) GradStats {
 // Accumulate instead of keeping it.
 // params, when positive, is the number of parameters to expect; each
 // gradient then advances the running step's progress line.
-func GradientFlow(impl Implementation, b model.Batch, params int) (float64, map[string]GradStats, error) {
+func GradientFlow(impl numerics.Implementation, b model.Batch, params int) (float64, map[string]GradStats, error) {
 	var mu sync.Mutex
 	stats := map[string]GradStats{}
 	r, err := impl.Gradients(b, model.GradOptions{Visit: func(name string, grad []float32) {
@@ -89,96 +91,82 @@ func GradFlowProblems(cfg model.Config, stats map[string]GradStats) []string {
 	return out
 }
 
-// DescribeGradient registers the gradient-flow specs: every parameter of
-// every subject gets a finite, non-zero gradient; gradients match every
-// golden case; one SGD step lowers the loss.
-func DescribeGradient() bool {
-	reportNumerics("gradient")
-	return Describe("Gradient flow", SuiteLabel("gradient"), func() {
-		subjects, ok := subjectsOrFail()
-		if ok {
-			for _, s := range subjects {
-				describeSubjectGradient(s)
-			}
-		}
-		describeGoldenCases(func(name string, c *golden.Case) {
-			Describe(name, Label("golden"), func() {
-				if len(GradChecks(c, ModelTarget)) == 0 {
-					It("has gradients to compare", func() {
-						Skip(c.Path + " has no grad.* tensors: the golden format makes them optional in v1")
-					})
-				}
-				describeChecks(c, true)
+// Gradient are the gradient-flow specs: every parameter of every subject
+// gets a finite, non-zero gradient; gradients are bit-identical across
+// runs, threads and kernel paths; one SGD step lowers the loss; and every
+// backward check of every golden case passes.
+var Gradient = func() *Specs {
+	var s Specs
+	s.DescribeSubject("Gradient flow", describeGradient, SuiteLabel("gradient"))
+	s.DescribeGoldenCases("Gradient flow", func(c *GoldenCase) {
+		if len(numerics.GradChecks(c.Case, numerics.ModelTarget)) == 0 {
+			It("has gradients to compare", func() {
+				Skip(c.Case.Path + " has no grad.* tensors: the golden format makes them optional in v1")
 			})
+		}
+		describeChecks(c, true)
+	}, SuiteLabel("gradient"))
+	return &s
+}()
+
+func describeGradient(s *Subject) {
+	B, T := s.ForwardShape()
+	It(fmt.Sprintf("gives every parameter a finite, non-zero gradient on [%d,%d]", B, T), func() {
+		m := s.MustModel()
+		var loss float64
+		var stats map[string]GradStats
+		Step(fmt.Sprintf("forward and backward [%d,%d], streaming gradient statistics", B, T), func() {
+			var err error
+			loss, stats, err = GradientFlow(m, s.RandomBatch(B, T), len(s.Config.Inventory()))
+			Expect(err).NotTo(HaveOccurred())
 		})
+		s.Report("loss", loss)
+		s.Report("gradient L2 by kind", gradNormsByKind(s.Config, stats))
+		if rss, err := memory.PeakRSS(); err == nil {
+			s.Report("peak RSS of this suite process", units.Bytes(rss))
+		}
+		Expect(math.IsNaN(loss) || math.IsInf(loss, 0)).To(BeFalse(), "loss %v", loss)
+		problems := GradFlowProblems(s.Config, stats)
+		Expect(problems).To(BeEmpty(), "%d parameters without gradient flow:\n%s", len(problems), strings.Join(problems, "\n"))
 	})
-}
 
-func describeSubjectGradient(s Subject) {
-	Describe(s.Name, s.Decorators(), func() {
-		B, T := ForwardShape[0], min(ForwardShape[1], int(s.Config.MaxPositionEmbeddings))
-		It(fmt.Sprintf("gives every parameter a finite, non-zero gradient on [%d,%d]", B, T), func() {
-			var m *model.Model
-			Step("building "+s.Name, func() {
-				var err error
-				m, err = s.Model()
+	if s.FullScale() {
+		return
+	}
+	It("gives bit-identical gradients across runs, GOMAXPROCS=1 and 2, and every kernel path", func() {
+		m := s.MustModel()
+		batch := s.RandomBatch(B, T)
+		reference, err := m.Gradients(batch, model.GradOptions{Keep: true})
+		Expect(err).NotTo(HaveOccurred())
+		active := kernels.ActivePath()
+		defer func() { Expect(kernels.SetPath(active)).To(Succeed()) }()
+		for _, path := range kernels.SupportedPaths() {
+			for _, procs := range []int{2, 1} {
+				Expect(kernels.SetPath(path)).To(Succeed())
+				previous := runtime.GOMAXPROCS(procs)
+				r, err := m.Gradients(batch, model.GradOptions{Keep: true})
+				runtime.GOMAXPROCS(previous)
 				Expect(err).NotTo(HaveOccurred())
-			})
-			var loss float64
-			var stats map[string]GradStats
-			Step(fmt.Sprintf("forward and backward [%d,%d], streaming gradient statistics", B, T), func() {
-				var err error
-				loss, stats, err = GradientFlow(m, RandomBatch(s.Config, B, T, Flags.Seed), len(s.Config.Inventory()))
-				Expect(err).NotTo(HaveOccurred())
-			})
-			AddReportEntry("loss", loss, ReportEntryVisibilityFailureOrVerbose)
-			AddReportEntry("gradient L2 by kind", gradNormsByKind(s.Config, stats), ReportEntryVisibilityFailureOrVerbose)
-			if rss, err := PeakRSS(); err == nil {
-				AddReportEntry("peak RSS of this suite process", HumanBytes(rss), ReportEntryVisibilityFailureOrVerbose)
-			}
-			Expect(math.IsNaN(loss) || math.IsInf(loss, 0)).To(BeFalse(), "loss %v", loss)
-			problems := GradFlowProblems(s.Config, stats)
-			Expect(problems).To(BeEmpty(), "%d parameters without gradient flow:\n%s", len(problems), strings.Join(problems, "\n"))
-		})
-
-		if !s.FullScale {
-			It("gives bit-identical gradients across runs, GOMAXPROCS=1 and 2, and every kernel path", func() {
-				m, err := s.Model()
-				Expect(err).NotTo(HaveOccurred())
-				batch := RandomBatch(s.Config, B, T, Flags.Seed)
-				reference, err := m.Gradients(batch, model.GradOptions{Keep: true})
-				Expect(err).NotTo(HaveOccurred())
-				active := kernels.ActivePath()
-				defer func() { Expect(kernels.SetPath(active)).To(Succeed()) }()
-				for _, path := range kernels.SupportedPaths() {
-					for _, procs := range []int{2, 1} {
-						Expect(kernels.SetPath(path)).To(Succeed())
-						previous := runtime.GOMAXPROCS(procs)
-						r, err := m.Gradients(batch, model.GradOptions{Keep: true})
-						runtime.GOMAXPROCS(previous)
-						Expect(err).NotTo(HaveOccurred())
-						Expect(math.Float64bits(r.Loss)).To(Equal(math.Float64bits(reference.Loss)), "path %s, GOMAXPROCS=%d: loss %v, first run %v", path, procs, r.Loss, reference.Loss)
-						for name, g := range reference.Grads {
-							diff := FirstBitDifference(r.Grads[name].Data, g.Data, g.Shape)
-							Expect(diff).To(BeNil(), "path %s, GOMAXPROCS=%d: grad of %s differs from the first run at %v", path, procs, name, diff)
-						}
-					}
+				Expect(math.Float64bits(r.Loss)).To(Equal(math.Float64bits(reference.Loss)), "path %s, GOMAXPROCS=%d: loss %v, first run %v", path, procs, r.Loss, reference.Loss)
+				for name, g := range reference.Grads {
+					diff := FirstBitDifference(r.Grads[name].Data, g.Data, g.Shape)
+					Expect(diff).To(BeNil(), "path %s, GOMAXPROCS=%d: grad of %s differs from the first run at %v", path, procs, name, diff)
 				}
-			})
-
-			It("lowers the loss with one SGD step on the same batch", func() {
-				m, err := s.build(false) // a private copy: the step changes weights
-				Expect(err).NotTo(HaveOccurred())
-				batch := RandomBatch(s.Config, B, T, Flags.Seed)
-				before, err := m.Gradients(batch, model.GradOptions{Keep: true})
-				Expect(err).NotTo(HaveOccurred())
-				Expect(SGDStep(m, before.Grads, SGDLearningRate)).To(Succeed())
-				after, err := m.Gradients(batch, model.GradOptions{})
-				Expect(err).NotTo(HaveOccurred())
-				AddReportEntry("loss before and after one step", fmt.Sprintf("%.6f → %.6f", before.Loss, after.Loss), ReportEntryVisibilityFailureOrVerbose)
-				Expect(after.Loss).To(BeNumerically("<", before.Loss), "one SGD step (lr %g) did not lower the loss", SGDLearningRate)
-			})
+			}
 		}
+	})
+
+	It("lowers the loss with one SGD step on the same batch", func() {
+		m, err := s.FreshModel() // a private copy: the step changes weights
+		Expect(err).NotTo(HaveOccurred())
+		batch := s.RandomBatch(B, T)
+		before, err := m.Gradients(batch, model.GradOptions{Keep: true})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(SGDStep(m, before.Grads, SGDLearningRate)).To(Succeed())
+		after, err := m.Gradients(batch, model.GradOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		s.Report("loss before and after one step", fmt.Sprintf("%.6f → %.6f", before.Loss, after.Loss))
+		Expect(after.Loss).To(BeNumerically("<", before.Loss), "one SGD step (lr %g) did not lower the loss", SGDLearningRate)
 	})
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/presets"
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 	"github.com/tritter-ai/conformance/model/checkpoint"
@@ -72,13 +72,13 @@ func writeCheckpoint(t *testing.T, cfg model.Config, mode string, shards int) st
 	return dir
 }
 
-func preset(t *testing.T, name string) conformance.Preset {
+func preset(t *testing.T, name string) presets.Preset {
 	t.Helper()
-	presets, err := conformance.LoadPresets()
+	all, err := presets.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return presets[name]
+	return all[name]
 }
 
 // A checkpoint whose config.json carries the seed README's numbers
@@ -87,7 +87,7 @@ func preset(t *testing.T, name string) conformance.Preset {
 func TestSeedNumbersCheckpointIsAMismatch(t *testing.T) {
 	tiny := preset(t, "tiny-gqa-untied").Config
 	dir := writeCheckpoint(t, tiny, "online", 1)
-	seed := preset(t, conformance.ReferencePresetName).Config
+	seed := preset(t, presets.ReferenceName).Config
 	seed.HiddenSize, seed.NumHiddenLayers, seed.NumAttentionHeads, seed.NumKeyValueHeads = 2048, 24, 32, 32
 	seed.IntermediateSize, seed.VocabSize, seed.RopeTheta, seed.HeadDimension = 5632, 152064, 10000, 0
 	seed.TieWordEmbeddings, seed.Conformance = false, nil
@@ -96,11 +96,11 @@ func TestSeedNumbersCheckpointIsAMismatch(t *testing.T) {
 	}
 	wantFields := []string{"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size", "rope_theta"}
 
-	mismatches, err := conformance.CheckpointMismatches(dir, preset(t, conformance.ReferencePresetName))
+	mismatches, err := presets.CheckpointMismatches(dir, preset(t, presets.ReferenceName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	report := conformance.MismatchReport(mismatches)
+	report := presets.MismatchReport(mismatches)
 	for _, f := range wantFields {
 		if !strings.Contains(report, f+": ours=") {
 			t.Errorf("mismatch report does not name %s:\n%s", f, report)

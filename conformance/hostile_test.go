@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/presets"
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/internal/tensorfile"
 	"github.com/tritter-ai/conformance/model"
@@ -68,7 +68,7 @@ func setFloat(tensors []tensorfile.Tensor, name string, index int, v float32) []
 // panic, and never an allocation sized by the input before the input is
 // checked against the file size.
 func TestHostileInputs(t *testing.T) {
-	presets, err := conformance.LoadPresets()
+	presets, err := presets.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

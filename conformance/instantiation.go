@@ -6,55 +6,48 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance/memory"
+	"github.com/tritter-ai/conformance/conformance/presets"
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/model"
 )
 
 // SeedParamBand is the seed script's "~2B parameters" check for 2B-4T.
 var SeedParamBand = [2]int64{1_500_000_000, 2_500_000_000}
 
-// DescribeInstantiation registers the instantiation specs: every subject
-// builds, its parameter count equals the analytic count, its tensor
-// inventory equals the HF checkpoint inventory, and its memory is reported.
-func DescribeInstantiation() bool {
-	return Describe("Instantiation", SuiteLabel("instantiation"), func() {
-		subjects, ok := subjectsOrFail()
-		if !ok {
-			return
+// Instantiation are the instantiation specs: every subject builds, its
+// parameter count equals the analytic count, its tensor inventory equals
+// the HF checkpoint inventory, and its memory is reported.
+var Instantiation = func() *Specs {
+	var s Specs
+	s.DescribeSubject("Instantiation", describeInstantiation, SuiteLabel("instantiation"))
+	return &s
+}()
+
+func describeInstantiation(s *Subject) {
+	var m *model.Model
+	BeforeEach(func() { m = s.MustModel() })
+
+	It("builds the model", func() {
+		Expect(m.Config()).To(Equal(s.Config))
+		s.Report("parameter memory", units.Bytes(m.MemoryBytes()))
+		if rss, err := memory.PeakRSS(); err == nil {
+			s.Report("peak RSS of this suite process", units.Bytes(rss))
 		}
-		for _, s := range subjects {
-			Describe(s.Name, s.Decorators(), func() {
-				var m *model.Model
-				BeforeEach(func() {
-					Step("building "+s.Name, func() {
-						var err error
-						m, err = s.Model()
-						Expect(err).NotTo(HaveOccurred())
-					})
-				})
+	})
 
-				It("builds the model", func() {
-					Expect(m.Config()).To(Equal(s.Config))
-					AddReportEntry("parameter memory", HumanBytes(m.MemoryBytes()), ReportEntryVisibilityFailureOrVerbose)
-					if rss, err := PeakRSS(); err == nil {
-						AddReportEntry("peak RSS of this suite process", HumanBytes(rss), ReportEntryVisibilityFailureOrVerbose)
-					}
-				})
-
-				It("has exactly the analytic parameter count", func() {
-					got, want := m.ParamCount(), s.Config.ParamCount()
-					AddReportEntry("parameters", Thousands(got), ReportEntryVisibilityFailureOrVerbose)
-					Expect(got).To(Equal(want), "%s: instantiated %s parameters, analytic count %s", s.Name, Thousands(got), Thousands(want))
-					if s.Name == ReferencePresetName {
-						Expect(got).To(BeNumerically(">=", SeedParamBand[0]), "the seed's ~2B band")
-						Expect(got).To(BeNumerically("<=", SeedParamBand[1]), "the seed's ~2B band")
-					}
-				})
-
-				It("has the HF checkpoint tensor inventory, names and shapes", func() {
-					Expect(InventoryDiff(m, s.Config)).To(BeEmpty())
-				})
-			})
+	It("has exactly the analytic parameter count", func() {
+		got, want := m.ParamCount(), s.Config.ParamCount()
+		s.Report("parameters", units.Thousands(got))
+		Expect(got).To(Equal(want), "%s: instantiated %s parameters, analytic count %s", s.Name, units.Thousands(got), units.Thousands(want))
+		if s.Name == presets.ReferenceName {
+			Expect(got).To(BeNumerically(">=", SeedParamBand[0]), "the seed's ~2B band")
+			Expect(got).To(BeNumerically("<=", SeedParamBand[1]), "the seed's ~2B band")
 		}
+	})
+
+	It("has the HF checkpoint tensor inventory, names and shapes", func() {
+		Expect(InventoryDiff(m, s.Config)).To(BeEmpty())
 	})
 }
 
@@ -89,10 +82,4 @@ func InventoryDiff(m *model.Model, cfg model.Config) []string {
 		}
 	}
 	return diffs
-}
-
-// PeakRSS reads this process's peak resident set size (VmHWM) on Linux.
-func PeakRSS() (int64, error) {
-	kb, err := procKB("/proc/self/status", "VmHWM")
-	return kb * 1024, err
 }

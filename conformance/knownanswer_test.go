@@ -8,56 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/knownanswer"
 	"github.com/tritter-ai/conformance/model"
 	"github.com/tritter-ai/conformance/model/checkpoint"
 )
-
-func TestShippedKnownAnswerIsFor2B4T(t *testing.T) {
-	answers, err := conformance.LoadKnownAnswers("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(answers) != 1 || answers[0].Checkpoint != "microsoft/bitnet-b1.58-2B-4T" {
-		t.Fatalf("shipped known answers: %v", answers)
-	}
-	k := answers[0]
-	if reason := k.SkipReason(preset(t, conformance.ReferencePresetName).Config); reason != "" {
-		t.Errorf("the 2B-4T file does not match the 2B-4T preset: %s", reason)
-	}
-	reason := k.SkipReason(preset(t, "tiny-gqa-untied").Config)
-	for _, want := range []string{"is for another config", "hidden_size: file 2560, checkpoint 96", "tie_word_embeddings: file true, checkpoint false"} {
-		if !strings.Contains(reason, want) {
-			t.Errorf("skip reason %q lacks %q", reason, want)
-		}
-	}
-	if len(k.InputIDs) != 12 || len(k.MeanLogits.Values) != 12 || len(k.Slices) != 1 || len(k.Slices[0].Values) != 30 {
-		t.Errorf("2B-4T file: %d ids, %d means, %d slices", len(k.InputIDs), len(k.MeanLogits.Values), len(k.Slices))
-	}
-}
-
-func TestKnownAnswerFileErrors(t *testing.T) {
-	good, err := os.ReadFile(filepath.Join(moduleRoot(t), "conformance", "knownanswers", "bitnet-b1.58-2b-4t.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct{ old, new, want string }{
-		{`"bitnet-known-answer/v1"`, `"bitnet-known-answer/v0"`, `format: expected "bitnet-known-answer/v1", got "bitnet-known-answer/v0"`},
-		{`"head_dim": 128,`, ``, "fingerprint.head_dim: missing"},
-		{`[128000, 128000, 1502`, `[128000, 128256, 1502`, "input_ids[1]: expected a token id in [0, 128256), got 128256"},
-		{`, -8.7610]`, `]`, "mean_logits.values: expected one per input id (12), got 11"},
-		{`"position": 0`, `"position": 12`, "slices[0].position: expected 0..11, got 12"},
-		{`"rtol": 0.05`, `"rtol": -1`, "mean_logits: rtol: expected a finite non-negative number, got -1"},
-		{`"atol": 0.5,`, `"atoll": 0.5,`, `unknown field "atoll"`},
-		{`"start": 0`, `"start": 9223372036854775807`, "slices[0]: vocabulary entries"},
-	} {
-		data := strings.Replace(string(good), tc.old, tc.new, 1)
-		_, err := conformance.ParseKnownAnswer([]byte(data), "bad.json")
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "bad.json: ") {
-			t.Errorf("%s → %s: error %v, expected %q", tc.old, tc.new, err, tc.want)
-		}
-	}
-}
 
 // knownAnswerFrom writes the known answers of model m on ids: every
 // position's mean logit and the logits of position 3 over [5, 25).
@@ -68,11 +22,11 @@ func knownAnswerFrom(t *testing.T, m *model.Model, ids []int32, fingerprint mode
 		t.Fatal(err)
 	}
 	V := int(m.Config().VocabSize)
-	k := conformance.KnownAnswer{
-		Format: conformance.KnownAnswerFormat, Checkpoint: "synthetic", Source: "this test's own run",
-		Fingerprint: conformance.FingerprintOf(fingerprint), InputIDs: ids,
-		MeanLogits:      &conformance.Expectation{Atol: tol, Rtol: tol},
-		Slices:          []conformance.SliceExpectation{{Position: 3, Start: 5, Expectation: conformance.Expectation{Atol: tol, Rtol: tol}}},
+	k := knownanswer.File{
+		Format: knownanswer.Format, Checkpoint: "synthetic", Source: "this test's own run",
+		Fingerprint: knownanswer.FingerprintOf(fingerprint), InputIDs: ids,
+		MeanLogits:      &knownanswer.Expectation{Atol: tol, Rtol: tol},
+		Slices:          []knownanswer.SliceExpectation{{Position: 3, Start: 5, Expectation: knownanswer.Expectation{Atol: tol, Rtol: tol}}},
 		ToleranceReason: "same implementation, same weights",
 	}
 	for p := range ids {
@@ -108,14 +62,14 @@ func knownAnswerCheckpoint(t *testing.T) (dir string, cfg model.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	knownAnswerFrom(t, m, knownAnswerIDs, cfg, 1e-5, filepath.Join(dir, "own"+conformance.KnownAnswerSuffix))
+	knownAnswerFrom(t, m, knownAnswerIDs, cfg, 1e-5, filepath.Join(dir, "own"+knownanswer.Suffix))
 	buggy := cfg
 	buggy.RopeTheta = 10000
 	m, err = checkpoint.Load(writeCheckpoint(t, buggy, "offline", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	knownAnswerFrom(t, m, knownAnswerIDs, cfg, 1e-5, filepath.Join(dir, "wrong-rope"+conformance.KnownAnswerSuffix))
+	knownAnswerFrom(t, m, knownAnswerIDs, cfg, 1e-5, filepath.Join(dir, "wrong-rope"+knownanswer.Suffix))
 	return dir, cfg
 }
 
@@ -125,25 +79,25 @@ func TestKnownAnswersOnSyntheticCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answers, err := conformance.LoadKnownAnswers(dir)
+	answers, err := knownanswer.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(answers) != 3 {
 		t.Fatalf("%d known-answer files, expected the shipped one and two beside the checkpoint", len(answers))
 	}
-	byName := map[string]*conformance.KnownAnswer{}
+	byName := map[string]*knownanswer.File{}
 	for _, k := range answers {
 		byName[filepath.Base(k.Path)] = k
 	}
 	if reason := byName["bitnet-b1.58-2b-4t.json"].SkipReason(cfg); reason == "" {
 		t.Error("the 2B-4T file matched a tiny checkpoint")
 	}
-	own := byName["own"+conformance.KnownAnswerSuffix]
+	own := byName["own"+knownanswer.Suffix]
 	if misses, err := own.Check(m); err != nil || len(misses) != 0 || own.SkipReason(cfg) != "" {
 		t.Errorf("own known answers: %v, %v", err, misses)
 	}
-	misses, err := byName["wrong-rope"+conformance.KnownAnswerSuffix].Check(m)
+	misses, err := byName["wrong-rope"+knownanswer.Suffix].Check(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +129,7 @@ func TestKnownAnswersInForwardSuite(t *testing.T) {
 	for _, want := range []string{
 		"values outside tolerance against synthetic",
 		"mean_logits[2]: ", // positions 0 and 1 hold the same token, so attention there ignores RoPE
-		"wrong-rope" + conformance.KnownAnswerSuffix,
+		"wrong-rope" + knownanswer.Suffix,
 		"[SKIPPED] knownanswers/bitnet-b1.58-2b-4t.json (microsoft/bitnet-b1.58-2B-4T) is for another config: hidden_size: file 2560, checkpoint 64",
 		"1 Passed | 1 Failed",
 	} {
@@ -235,28 +189,4 @@ func TestMasterDirInForwardSuite(t *testing.T) {
 	if t.Failed() {
 		t.Log(out)
 	}
-}
-
-func FuzzParseKnownAnswer(f *testing.F) {
-	shipped, err := os.ReadFile(filepath.Join("knownanswers", "bitnet-b1.58-2b-4t.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(shipped)
-	f.Add([]byte(strings.Replace(string(shipped), `"start": 0`, `"start": 9223372036854775807`, 1)))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		k, err := conformance.ParseKnownAnswer(data, "fuzz.json")
-		if err != nil {
-			return
-		}
-		// A file that parses has as many means as ids and slices inside the vocabulary.
-		if k.MeanLogits != nil && len(k.MeanLogits.Values) != len(k.InputIDs) {
-			t.Fatalf("%d means for %d ids", len(k.MeanLogits.Values), len(k.InputIDs))
-		}
-		for _, s := range k.Slices {
-			if s.Start < 0 || int64(s.Start) > k.Fingerprint.VocabSize-int64(len(s.Values)) {
-				t.Fatalf("slice [%d, +%d) outside vocabulary %d", s.Start, len(s.Values), k.Fingerprint.VocabSize)
-			}
-		}
-	})
 }

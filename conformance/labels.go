@@ -1,56 +1,62 @@
 package conformance
 
 import (
-	"fmt"
-
 	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/tritter-ai/conformance/conformance/presets"
+	"github.com/tritter-ai/conformance/conformance/report"
 )
 
-// Label scheme, usable with --label-filter:
+// Label scheme, usable with --label-filter. Every spec carries exactly one
+// cost label, given by what it asks for, never by hand:
 //
-//	suite:<name>    one per suite (suite:architecture, suite:forward, ...)
-//	config:<preset> every spec that runs against one preset
-//	full-scale      specs at real model sizes (FullScaleParams or more)
-//	huge            specs on presets of HugeParams or more (Tritter 10B, 13B,
-//	                70B): never in DefaultConfigs; make conformance-huge
-//	golden          specs driven by golden case files
+//	cost:config    reads configs, files' headers or published facts only:
+//	               microseconds (DescribeConfig)
+//	cost:model     builds a small model, runs golden cases or kernel
+//	               checks: seconds (DescribeSubject on a small subject,
+//	               DescribeGoldenCases)
+//	cost:full      runs a model of 100M parameters or more
+//	               (presets.FullScaleParams): minutes
+//	cost:huge      runs a model of 8B parameters or more
+//	               (presets.HugeParams), layer-streamed: up to an hour
+//	suite:<name>   one per suite (suite:architecture, suite:forward, ...)
+//	config:<name>  every spec that runs on one config (or config:checkpoint)
+//	golden         specs driven by golden case files
+//	checkpoint     specs of a -model-dir checkpoint
 //
-// For example --label-filter='!full-scale' runs everything fast, and
-// --label-filter='config:tritter-7b' runs one preset.
+// full-scale and huge are kept as aliases of cost:full and cost:huge for
+// existing filters (a huge spec carries cost:huge, full-scale and huge).
+// For example --label-filter='!cost:full && !cost:huge' or '!full-scale'
+// runs everything that takes seconds, and still runs every config check of
+// 2B-4T and 7B.
 const (
-	LabelFullScale = "full-scale"
-	LabelHuge      = "huge"
+	LabelCostConfig = "cost:config"
+	LabelCostModel  = "cost:model"
+	LabelCostFull   = "cost:full"
+	LabelCostHuge   = "cost:huge"
+	LabelFullScale  = "full-scale"
+	LabelHuge       = "huge"
+	LabelGolden     = "golden"
+	LabelCheckpoint = "checkpoint"
 )
-
-// HugeParams is the parameter count from which a preset is huge: past about
-// 8B parameters the resident model no longer fits a 24 GiB machine, and its
-// specs run layer-streamed (memory.go).
-const HugeParams = 8_000_000_000
-
-// sizeLabels are the size labels of a model with the given parameter count.
-func sizeLabels(params int64) []string {
-	var labels []string
-	if params >= FullScaleParams {
-		labels = append(labels, LabelFullScale)
-	}
-	if params >= HugeParams {
-		labels = append(labels, LabelHuge)
-	}
-	return labels
-}
 
 // SuiteLabel is the label of a suite, for example "suite:architecture".
 func SuiteLabel(suite string) Labels { return Label("suite:" + suite) }
 
-// ConfigLabels labels the specs of one preset, adding full-scale for real
-// model sizes and huge from HugeParams.
-func ConfigLabels(p Preset) Labels {
-	return Label(append([]string{"config:" + p.Name}, sizeLabels(p.Config.ParamCount())...)...)
-}
+// ConfigLabel is the label of the specs of one config: "config:tritter-7b".
+func ConfigLabel(name string) string { return report.ConfigLabelPrefix + name }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
+// configLabels are the labels of a config-only container.
+func configLabels(name string) Labels { return Label(ConfigLabel(name), LabelCostConfig) }
+
+// modelLabels are the labels of the model specs of a subject with the
+// given parameter count.
+func modelLabels(name string, params int64) Labels {
+	switch {
+	case params >= presets.HugeParams:
+		return Label(ConfigLabel(name), LabelCostHuge, LabelFullScale, LabelHuge)
+	case params >= presets.FullScaleParams:
+		return Label(ConfigLabel(name), LabelCostFull, LabelFullScale)
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return Label(ConfigLabel(name), LabelCostModel)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/onsi/gomega/gcustom"
 	"github.com/onsi/gomega/types"
 
+	"github.com/tritter-ai/conformance/conformance/numerics"
 	"github.com/tritter-ai/conformance/model"
 )
 
@@ -42,7 +43,7 @@ func (d finiteData) Describe(actual any) string {
 func firstNonFinite(t *model.Tensor) []int {
 	for i, v := range t.Data {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return unravel(i, t.Shape)
+			return numerics.Unravel(i, t.Shape)
 		}
 	}
 	return nil
@@ -61,7 +62,7 @@ func flat(idx, shape []int) int {
 func FirstBitDifference(a, b []float32, shape []int) []int {
 	for i := range a {
 		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return unravel(i, shape)
+			return numerics.Unravel(i, shape)
 		}
 	}
 	return nil

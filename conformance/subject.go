@@ -2,120 +2,141 @@ package conformance
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance/memory"
+	"github.com/tritter-ai/conformance/conformance/presets"
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/model"
-	"github.com/tritter-ai/conformance/model/checkpoint"
 )
 
-// Subject is one model that the instantiation, forward and gradient specs
-// run on: a preset with random weights, or the -model-dir checkpoint.
+// Subject is one model that model specs run on: a preset with random
+// weights, or the -model-dir checkpoint.
 type Subject struct {
-	Name      string // preset name, or "checkpoint"
-	Source    string // preset file or checkpoint folder
-	Config    model.Config
-	FullScale bool
+	Name   string // preset name, or "checkpoint"
+	Source string // preset file or checkpoint folder
+	Config model.Config
+
+	h *Harness
 	// build builds the model, layer-streamed when streamed is true.
 	build func(streamed bool) (*model.Model, error)
 }
 
-// Labels returns the subject's labels: config:<name>, plus full-scale and
-// huge by size.
-func (s Subject) Labels() Labels {
-	return Label(append([]string{"config:" + s.Name}, sizeLabels(s.Config.ParamCount())...)...)
+// FullScale reports whether the subject has presets.FullScaleParams
+// parameters or more: its specs share one Ordered, Serial container.
+func (s *Subject) FullScale() bool { return s.Config.ParamCount() >= presets.FullScaleParams }
+
+func (s *Subject) labels() Labels { return modelLabels(s.Name, s.Config.ParamCount()) }
+
+// Seed is the run's seed for random inputs (-seed).
+func (s *Subject) Seed() uint64 { return s.h.config.Seed }
+
+// ForwardShape is the seed's forward check: a batch of 2 sequences of 128
+// tokens, shorter when max_position_embeddings is smaller.
+func (s *Subject) ForwardShape() (B, T int) {
+	return 2, min(128, int(s.Config.MaxPositionEmbeddings))
 }
 
-// Decorators returns the container decorators for the subject's specs. A
-// full-scale subject's specs are Ordered (they run together, so one model
-// serves them all) and Serial (ginkgo -p never holds two at once).
-func (s Subject) Decorators() []any {
-	d := []any{s.Labels()}
-	if s.FullScale {
-		d = append(d, Ordered, ContinueOnFailure, Serial)
+// RandomBatch returns deterministic token ids in [0, vocab) for B rows of
+// T, from the run's seed.
+func (s *Subject) RandomBatch(B, T int) model.Batch { return RandomBatch(s.Config, B, T, s.Seed()) }
+
+// RandomBatch returns deterministic token ids in [0, V) for B rows of T.
+func RandomBatch(cfg model.Config, B, T int, seed uint64) model.Batch {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(rng.IntN(int(cfg.VocabSize)))
 	}
-	return d
+	return model.Batch{B: B, T: T, IDs: ids}
 }
 
-// Subjects resolves the harness options into the models to test. With
-// -model-dir the checkpoint is the only subject.
-func Subjects() ([]Subject, error) {
-	opts := Flags.Resolved()
-	if opts.ModelDir != "" {
-		dir := opts.ModelDir
-		cfg, err := model.LoadConfig(dir + "/config.json")
-		if err != nil {
-			return nil, err
-		}
-		return []Subject{{
-			Name: "checkpoint", Source: dir, Config: cfg,
-			FullScale: cfg.ParamCount() >= FullScaleParams,
-			build: func(streamed bool) (*model.Model, error) {
-				if streamed {
-					return checkpoint.Load(dir, checkpoint.Streamed())
-				}
-				return checkpoint.Load(dir)
-			},
-		}}, nil
-	}
-	presets, err := opts.Select()
+// Model returns the subject's model, building it on first use and sharing
+// it with every other spec of the subject in this suite process: the
+// harness keeps every small model and one full-scale model at a time.
+// Before building, the memory plan decides between resident and
+// layer-streamed layers; a model that cannot fit is an error naming the
+// estimate, never an out-of-memory crash.
+func (s *Subject) Model() (*model.Model, error) { return s.h.models.get(s) }
+
+// MustModel is Model inside a spec: it narrates the build as a step and
+// fails the spec on error.
+func (s *Subject) MustModel() *model.Model {
+	GinkgoHelper()
+	var m *model.Model
+	Step("building "+s.Name, func() {
+		var err error
+		m, err = s.Model()
+		Expect(err).NotTo(HaveOccurred())
+	})
+	return m
+}
+
+// FreshModel builds a private, resident copy of the model, for specs that
+// change weights.
+func (s *Subject) FreshModel() (*model.Model, error) { return s.build(false) }
+
+// Forward runs the shared model on a batch, as a narrated step, and fails
+// the spec on error.
+func (s *Subject) Forward(b model.Batch) *model.Output {
+	GinkgoHelper()
+	m := s.MustModel()
+	var out *model.Output
+	Step(fmt.Sprintf("forward [%d,%d]", b.B, b.T), func() {
+		var err error
+		out, err = m.Forward(b, model.ForwardOptions{})
+		Expect(err).NotTo(HaveOccurred())
+	})
+	return out
+}
+
+// Report records a figure in the spec's report, shown on failure or with -v.
+func (s *Subject) Report(name string, value any) {
+	AddReportEntry(name, value, ReportEntryVisibilityFailureOrVerbose)
+}
+
+// MemoryPlan decides how the subject's model is held (resident or
+// layer-streamed) from -memory-mode, the model's estimated peak memory and
+// the memory available now.
+func (s *Subject) MemoryPlan() (memory.Plan, error) {
+	avail, err := memory.AvailableMemory()
 	if err != nil {
-		return nil, err
+		// Nothing to compare with (not Linux): trust the configured mode.
+		avail = memory.Available{Bytes: 1<<63 - 1, Source: err.Error()}
 	}
-	subjects := make([]Subject, len(presets))
-	for i, p := range presets {
-		cfg := p.Config
-		subjects[i] = Subject{
-			Name: p.Name, Source: p.Source, Config: cfg, FullScale: p.FullScale(),
-			build: func(streamed bool) (*model.Model, error) {
-				return model.New(cfg, model.Options{Seed: opts.Seed, Streamed: streamed})
-			},
-		}
-	}
-	return subjects, nil
+	B, T := s.ForwardShape()
+	return memory.PlanFor(s.Name, s.Config, B, T, s.h.config.MemoryMode, avail)
 }
 
-// subjectsOrFail resolves the subjects; on error it registers one failing
-// spec carrying the message.
-func subjectsOrFail() ([]Subject, bool) {
-	subjects, err := Subjects()
-	if err != nil {
-		It("resolves the harness options", func() { Fail(err.Error()) })
-		return nil, false
-	}
-	return subjects, true
-}
-
-// The model cache keeps every small model and at most one full-scale model
-// per suite process, so the full-scale specs of a suite share one build.
-var cache struct {
+// modelCache keeps every small model and at most one full-scale model, so
+// that the full-scale specs of a suite share one build.
+type modelCache struct {
 	sync.Mutex
 	small     map[string]*model.Model
 	fullName  string
 	fullModel *model.Model
 }
 
-// Model returns the subject's model, building it on first use. Building a
-// full-scale model first drops any other full-scale model. Before building,
-// the memory plan (memory.go) decides between resident and layer-streamed
-// layers; a model that cannot fit is an error, never an out-of-memory
-// crash.
-func (s Subject) Model() (*model.Model, error) {
-	cache.Lock()
-	defer cache.Unlock()
-	if !s.FullScale {
-		if m, ok := cache.small[s.Name]; ok {
+func (c *modelCache) get(s *Subject) (*model.Model, error) {
+	c.Lock()
+	defer c.Unlock()
+	full := s.FullScale()
+	if !full {
+		if m, ok := c.small[s.Name]; ok {
 			return m, nil
 		}
-	} else if cache.fullName == s.Name && cache.fullModel != nil {
-		return cache.fullModel, nil
+	} else if c.fullName == s.Name && c.fullModel != nil {
+		return c.fullModel, nil
 	}
-	if s.FullScale && cache.fullModel != nil {
-		cache.fullModel, cache.fullName = nil, ""
+	if full && c.fullModel != nil {
+		c.fullModel, c.fullName = nil, ""
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
@@ -128,28 +149,15 @@ func (s Subject) Model() (*model.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: building the model: %w", s.Name, err)
 	}
-	if s.FullScale {
-		fmt.Fprintf(GinkgoWriter, "built %s (%s parameters) in %.1fs, %s\n", s.Name, Thousands(m.ParamCount()), time.Since(start).Seconds(), plan.Reason)
+	if full {
+		fmt.Fprintf(GinkgoWriter, "built %s (%s parameters) in %.1fs, %s\n", s.Name, units.Thousands(m.ParamCount()), time.Since(start).Seconds(), plan.Reason)
 		AddReportEntry("memory mode", plan.Reason)
-		cache.fullModel, cache.fullName = m, s.Name
-	} else {
-		if cache.small == nil {
-			cache.small = map[string]*model.Model{}
-		}
-		cache.small[s.Name] = m
+		c.fullModel, c.fullName = m, s.Name
+		return m, nil
 	}
+	if c.small == nil {
+		c.small = map[string]*model.Model{}
+	}
+	c.small[s.Name] = m
 	return m, nil
-}
-
-// MemoryPlan decides how the subject's model is held (resident or
-// layer-streamed) from -memory-mode, the model's estimated peak memory and
-// the memory available now.
-func (s Subject) MemoryPlan() (MemoryPlan, error) {
-	avail, err := AvailableMemory()
-	if err != nil {
-		// Nothing to compare with (not Linux): trust the configured mode.
-		avail = Available{Bytes: 1<<63 - 1, Source: err.Error()}
-	}
-	B, T := ForwardShape[0], min(ForwardShape[1], int(s.Config.MaxPositionEmbeddings))
-	return PlanMemory(s.Name, s.Config, B, T, Flags.Resolved().MemoryMode, avail)
 }

@@ -10,16 +10,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/numerics"
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 )
 
 // bugTarget is the model with one bug, behind the harness's Target.
-func bugTarget(bug string) conformance.Target {
-	target := conformance.Target{
+func bugTarget(bug string) numerics.Target {
+	target := numerics.Target{
 		Name: "model with " + bug,
-		FromTensors: func(cfg model.Config, params map[string]*model.Tensor) (conformance.Implementation, error) {
+		FromTensors: func(cfg model.Config, params map[string]*model.Tensor) (numerics.Implementation, error) {
 			m, err := model.FromTensors(cfg, params)
 			if err != nil {
 				return nil, err
@@ -58,17 +58,17 @@ func committedCases(t *testing.T) []*golden.Case {
 // firstFailures returns, per case, the first failing op check in
 // computation order (the end-to-end checks come after every op check, so a
 // bug caught at its op never needs them), or nothing for a case that passes.
-func firstFailures(t *testing.T, cases []*golden.Case, target conformance.Target) map[*golden.Case]*conformance.Result {
+func firstFailures(t *testing.T, cases []*golden.Case, target numerics.Target) map[*golden.Case]*numerics.Result {
 	t.Helper()
-	out := map[*golden.Case]*conformance.Result{}
+	out := map[*golden.Case]*numerics.Result{}
 	for _, c := range cases {
-		var ops []conformance.Check
-		for _, check := range conformance.CaseChecks(c, target) {
-			if check.Stage != conformance.StageEndToEnd {
+		var ops []numerics.Check
+		for _, check := range numerics.CaseChecks(c, target) {
+			if check.Stage != numerics.StageEndToEnd {
 				ops = append(ops, check)
 			}
 		}
-		first, err := conformance.FirstFailingCheck(c, target, ops, model.ComputeKernels)
+		first, err := numerics.FirstFailingCheck(c, target, ops, model.ComputeKernels)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestCorrectModelPassesEveryCheck(t *testing.T) {
 	cases := committedCases(t)
 	for _, compute := range []model.Compute{model.ComputeKernels, model.ComputeFloat} {
 		for _, c := range cases {
-			results, err := conformance.EvaluateCaseOn(c, conformance.ModelTarget, conformance.CaseChecks(c, conformance.ModelTarget), compute)
+			results, err := numerics.Evaluate(c, numerics.ModelTarget, numerics.CaseChecks(c, numerics.ModelTarget), compute)
 			if err != nil {
 				t.Fatal(err)
 			}

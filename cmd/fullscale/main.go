@@ -24,6 +24,9 @@ import (
 	"time"
 
 	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/memory"
+	"github.com/tritter-ai/conformance/conformance/presets"
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
 	"github.com/tritter-ai/conformance/model/checkpoint"
@@ -36,10 +39,9 @@ func main() {
 	seqLen := flag.Int("seq", 128, "sequence length T")
 	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate")
 	writeSynthetic := flag.String("write-synthetic", "", "online or offline: write a synthetic checkpoint of -config to -model-dir and exit")
+	opts := conformance.BindFlags(flag.CommandLine)
 	flag.Parse()
-	// -model-dir and -memory-mode are harness options (conformance.Options),
-	// which the conformance package registers on the command line.
-	opts := conformance.Flags.Resolved()
+	*opts = opts.WithEnv()
 	var err error
 	if *writeSynthetic != "" {
 		err = writeCheckpoint(*preset, *configDir, opts.ModelDir, *writeSynthetic)
@@ -53,15 +55,11 @@ func main() {
 }
 
 func presetConfig(name, configDir string) (model.Config, error) {
-	presets, err := conformance.LoadPresets(configDir)
+	selected, err := presets.Select([]string{name}, configDir)
 	if err != nil {
 		return model.Config{}, err
 	}
-	p, ok := presets[name]
-	if !ok {
-		return model.Config{}, fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(conformance.SortedNames(presets), ", "))
-	}
-	return p.Config, nil
+	return selected[0].Config, nil
 }
 
 // writeCheckpoint writes a synthetic checkpoint of the preset in the given
@@ -97,12 +95,12 @@ func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) 
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: %s parameters, kernel path %s, GOMAXPROCS %d\n", name, conformance.Thousands(cfg.ParamCount()), kernels.ActivePath(), runtime.GOMAXPROCS(0))
-	avail, err := conformance.AvailableMemory()
+	fmt.Printf("%s: %s parameters, kernel path %s, GOMAXPROCS %d\n", name, units.Thousands(cfg.ParamCount()), kernels.ActivePath(), runtime.GOMAXPROCS(0))
+	avail, err := memory.AvailableMemory()
 	if err != nil {
 		return err
 	}
-	plan, err := conformance.PlanMemory(name, cfg, B, T, memoryMode, avail)
+	plan, err := memory.PlanFor(name, cfg, B, T, memoryMode, avail)
 	if err != nil {
 		return err
 	}
@@ -165,8 +163,8 @@ func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) 
 func report(what string, start time.Time, ops float64) {
 	wall := time.Since(start).Seconds()
 	line := fmt.Sprintf("%-70s %7.2fs", what, wall)
-	if rss, err := conformance.PeakRSS(); err == nil {
-		line += "  peak RSS " + conformance.HumanBytes(rss)
+	if rss, err := memory.PeakRSS(); err == nil {
+		line += "  peak RSS " + units.Bytes(rss)
 	}
 	if ops > 0 {
 		line += fmt.Sprintf("  %.1f GOPS", ops/wall/1e9)

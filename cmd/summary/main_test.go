@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/tritter-ai/conformance/conformance/report"
 )
 
 // brokenClaim is tiny-mha-tied claiming to be the official architecture:
@@ -71,7 +73,7 @@ func TestJUnitCarriesTheFailureMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	junitPath := filepath.Join(dir, "junit.xml")
-	if err := writeJUnit(reports, junitPath); err != nil {
+	if err := report.WriteJUnit(reports, junitPath); err != nil {
 		t.Fatal(err)
 	}
 	data, err = os.ReadFile(junitPath)

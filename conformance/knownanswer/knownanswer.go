@@ -1,4 +1,7 @@
-package conformance
+// Package knownanswer reads known-answer files: expected logits statistics
+// of a named checkpoint on fixed input ids, which travel without the
+// weights, and checks a model against them.
+package knownanswer
 
 import (
 	"bytes"
@@ -14,25 +17,25 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// KnownAnswerFormat is the format string of a known-answer file.
-const KnownAnswerFormat = "bitnet-known-answer/v1"
+// Format is the format string of a known-answer file.
+const Format = "bitnet-known-answer/v1"
 
-// KnownAnswerSuffix names known-answer files inside a -model-dir folder:
+// Suffix names known-answer files inside a -model-dir folder:
 // a team keeps the expectations of its own PyTorch run next to its
 // checkpoint as, for example, ours.knownanswer.json.
-const KnownAnswerSuffix = ".knownanswer.json"
+const Suffix = ".knownanswer.json"
 
-// knownAnswerFiles are the shipped known answers, one per published
+// shipped are the shipped known answers, one per published
 // checkpoint; the harness runs every one whose fingerprint matches
 // -model-dir.
 //
-//go:embed knownanswers/*.json
-var knownAnswerFiles embed.FS
+//go:embed answers/*.json
+var shipped embed.FS
 
-// KnownAnswer is a known-answer file: expected logits statistics of a named
+// File is a known-answer file: expected logits statistics of a named
 // checkpoint on fixed input ids, which travel without the weights.
-type KnownAnswer struct {
-	// Format is KnownAnswerFormat.
+type File struct {
+	// Format is Format.
 	Format string `json:"format"`
 	// Checkpoint names the weights the numbers come from, for example
 	// "microsoft/bitnet-b1.58-2B-4T".
@@ -129,24 +132,24 @@ type SliceExpectation struct {
 	Expectation
 }
 
-// maxKnownAnswerBytes bounds a known-answer file; real ones are a few KB.
-const maxKnownAnswerBytes = 1 << 20
+// maxFileBytes bounds a known-answer file; real ones are a few KB.
+const maxFileBytes = 1 << 20
 
-// ParseKnownAnswer decodes and validates a known-answer file. source names
+// Parse decodes and validates a known-answer file. source names
 // it in errors.
-func ParseKnownAnswer(data []byte, source string) (*KnownAnswer, error) {
-	if len(data) > maxKnownAnswerBytes {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d allowed for a known-answer file", source, len(data), maxKnownAnswerBytes)
+func Parse(data []byte, source string) (*File, error) {
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d allowed for a known-answer file", source, len(data), maxFileBytes)
 	}
-	var k KnownAnswer
+	var k File
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&k); err != nil {
 		return nil, fmt.Errorf("%s: %v", source, err)
 	}
 	k.Path = source
-	if k.Format != KnownAnswerFormat {
-		return nil, fmt.Errorf("%s: format: expected %q, got %q", source, KnownAnswerFormat, k.Format)
+	if k.Format != Format {
+		return nil, fmt.Errorf("%s: format: expected %q, got %q", source, Format, k.Format)
 	}
 	var raw struct {
 		Fingerprint map[string]json.RawMessage `json:"fingerprint"`
@@ -211,21 +214,21 @@ func (e Expectation) validate() error {
 	return nil
 }
 
-// LoadKnownAnswers reads the shipped known answers and every
+// Load reads the shipped known answers and every
 // *.knownanswer.json in modelDir (when not empty), sorted by path.
-func LoadKnownAnswers(modelDir string) ([]*KnownAnswer, error) {
-	var out []*KnownAnswer
-	entries, err := knownAnswerFiles.ReadDir("knownanswers")
+func Load(modelDir string) ([]*File, error) {
+	var out []*File
+	entries, err := shipped.ReadDir("answers")
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
-		source := "knownanswers/" + e.Name()
-		data, err := knownAnswerFiles.ReadFile(source)
+		source := "answers/" + e.Name()
+		data, err := shipped.ReadFile(source)
 		if err != nil {
 			return nil, err
 		}
-		k, err := ParseKnownAnswer(data, source)
+		k, err := Parse(data, source)
 		if err != nil {
 			return nil, err
 		}
@@ -234,17 +237,17 @@ func LoadKnownAnswers(modelDir string) ([]*KnownAnswer, error) {
 	if modelDir == "" {
 		return out, nil
 	}
-	paths, err := filepath.Glob(filepath.Join(modelDir, "*"+KnownAnswerSuffix))
+	paths, err := filepath.Glob(filepath.Join(modelDir, "*"+Suffix))
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(paths)
 	for _, path := range paths {
-		data, err := readBounded(path, maxKnownAnswerBytes)
+		data, err := readBounded(path, maxFileBytes)
 		if err != nil {
 			return nil, err
 		}
-		k, err := ParseKnownAnswer(data, path)
+		k, err := Parse(data, path)
 		if err != nil {
 			return nil, err
 		}
@@ -270,7 +273,7 @@ func readBounded(path string, limit int64) ([]byte, error) {
 
 // SkipReason is why the file does not apply to a checkpoint config, or ""
 // when its fingerprint matches.
-func (k *KnownAnswer) SkipReason(c model.Config) string {
+func (k *File) SkipReason(c model.Config) string {
 	diffs := k.Fingerprint.Differences(FingerprintOf(c))
 	if len(diffs) == 0 {
 		return ""
@@ -278,20 +281,20 @@ func (k *KnownAnswer) SkipReason(c model.Config) string {
 	return fmt.Sprintf("%s (%s) is for another config: %s", k.Path, k.Checkpoint, strings.Join(diffs, "; "))
 }
 
-// KnownAnswerMiss is one value outside its tolerance.
-type KnownAnswerMiss struct {
+// Miss is one value outside its tolerance.
+type Miss struct {
 	What             string // "mean_logits[3]" or "logits[0, 0, 17]"
 	Actual, Expected float64
 	Allowed          float64 // atol + rtol·|expected|
 }
 
-func (m KnownAnswerMiss) String() string {
+func (m Miss) String() string {
 	return fmt.Sprintf("%s: %.6g, expected %.6g ± %.3g (|diff| %.3g)", m.What, m.Actual, m.Expected, m.Allowed, math.Abs(m.Actual-m.Expected))
 }
 
 // Check runs the model on the file's input ids and returns every value
 // outside its tolerance.
-func (k *KnownAnswer) Check(m *model.Model) ([]KnownAnswerMiss, error) {
+func (k *File) Check(m *model.Model) ([]Miss, error) {
 	T := len(k.InputIDs)
 	out, err := m.Forward(model.Batch{B: 1, T: T, IDs: k.InputIDs}, model.ForwardOptions{})
 	if err != nil {
@@ -299,12 +302,12 @@ func (k *KnownAnswer) Check(m *model.Model) ([]KnownAnswerMiss, error) {
 	}
 	V := int(m.Config().VocabSize)
 	logits := out.Logits.Data // [1, T, V]
-	var misses []KnownAnswerMiss
+	var misses []Miss
 	check := func(what string, actual float64, e Expectation, i int) {
 		want := e.Values[i]
 		allowed := e.Atol + e.Rtol*math.Abs(want)
 		if !(math.Abs(actual-want) <= allowed) {
-			misses = append(misses, KnownAnswerMiss{What: what, Actual: actual, Expected: want, Allowed: allowed})
+			misses = append(misses, Miss{What: what, Actual: actual, Expected: want, Allowed: allowed})
 		}
 	}
 	if e := k.MeanLogits; e != nil {

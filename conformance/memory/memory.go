@@ -1,4 +1,7 @@
-package conformance
+// Package memory decides how a model is held, resident or layer-streamed,
+// from its estimated peak memory and the memory this process can still
+// take (MemAvailable and the cgroup limit), and reads the peak RSS.
+package memory
 
 import (
 	"fmt"
@@ -7,22 +10,23 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/model"
 )
 
-// Memory modes of -memory-mode.
+// Memory modes (-memory-mode).
 const (
-	// MemoryAuto keeps a model resident when its estimate fits comfortably
+	// ModeAuto keeps a model resident when its estimate fits comfortably
 	// (ResidentShare of the available memory) and streams it otherwise.
-	MemoryAuto = "auto"
-	// MemoryResident stores every layer (model.Options.Streamed false).
-	MemoryResident = "resident"
-	// MemoryStreamed regenerates one layer at a time (model.Options.Streamed).
-	MemoryStreamed = "streamed"
+	ModeAuto = "auto"
+	// ModeResident stores every layer (model.Options.Streamed false).
+	ModeResident = "resident"
+	// ModeStreamed regenerates one layer at a time (model.Options.Streamed).
+	ModeStreamed = "streamed"
 )
 
 // ResidentShare is the share of the available memory up to which
-// MemoryAuto keeps a model resident; StreamedShare is the share up to which
+// ModeAuto keeps a model resident; StreamedShare is the share up to which
 // it streams one. The remainder covers the estimate's error and the
 // growth of other processes while the specs run.
 const (
@@ -51,7 +55,7 @@ func AvailableMemory() (Available, error) {
 		}
 	}
 	if kb, err := procKB("/proc/meminfo", "MemAvailable"); err == nil {
-		take(kb*1024, "MemAvailable "+HumanBytes(kb*1024))
+		take(kb*1024, "MemAvailable "+units.Bytes(kb*1024))
 	}
 	if room, what, ok := cgroupRoom(); ok {
 		take(room, what)
@@ -131,11 +135,11 @@ func limitRoom(dir, limitFile, usageFile, kind string) (int64, string, bool) {
 	if err != nil {
 		return 0, "", false
 	}
-	return max(limit-usage, 0), fmt.Sprintf("%s limit %s, %s in use", kind, HumanBytes(limit), HumanBytes(usage)), true
+	return max(limit-usage, 0), fmt.Sprintf("%s limit %s, %s in use", kind, units.Bytes(limit), units.Bytes(usage)), true
 }
 
-// MemoryPlan is how a model will be held, and why.
-type MemoryPlan struct {
+// Plan is how a model will be held, and why.
+type Plan struct {
 	Streamed  bool
 	Estimate  int64 // peak estimate of the chosen mode
 	Resident  int64 // peak estimate with every layer resident
@@ -144,40 +148,40 @@ type MemoryPlan struct {
 	Reason    string
 }
 
-// PlanMemory chooses how to hold a model of cfg for the forward and
-// gradient specs on a [B,T] batch: mode is MemoryAuto, MemoryResident or
-// MemoryStreamed (empty means auto). A preset's layers are regenerated from
+// PlanFor chooses how to hold a model of cfg for the forward and
+// gradient specs on a [B,T] batch: mode is ModeAuto, ModeResident or
+// ModeStreamed (empty means auto). A preset's layers are regenerated from
 // their init streams and a checkpoint's read from its mapped files, so
 // either can be streamed. A model that cannot fit is an error naming the
 // estimates, the available memory and what to do, so that its specs fail
 // instead of the process running out of memory.
-func PlanMemory(name string, cfg model.Config, B, T int, mode string, avail Available) (MemoryPlan, error) {
+func PlanFor(name string, cfg model.Config, B, T int, mode string, avail Available) (Plan, error) {
 	res, err := model.EstimateMemory(cfg, model.StorageAuto, B, T, false)
 	if err != nil {
-		return MemoryPlan{}, fmt.Errorf("%s: %w", name, err)
+		return Plan{}, fmt.Errorf("%s: %w", name, err)
 	}
 	str, err := model.EstimateMemory(cfg, model.StorageAuto, B, T, true)
 	if err != nil {
-		return MemoryPlan{}, fmt.Errorf("%s: %w", name, err)
+		return Plan{}, fmt.Errorf("%s: %w", name, err)
 	}
-	plan := MemoryPlan{Resident: res.Total(), Stream: str.Total(), Available: avail}
+	plan := Plan{Resident: res.Total(), Stream: str.Total(), Available: avail}
 	estimates := fmt.Sprintf("estimated peak %s resident, %s layer-streamed; available %s (%s)",
-		HumanBytes(plan.Resident), HumanBytes(plan.Stream), HumanBytes(avail.Bytes), avail.Source)
+		units.Bytes(plan.Resident), units.Bytes(plan.Stream), units.Bytes(avail.Bytes), avail.Source)
 	share := func(f float64) int64 { return int64(f * float64(avail.Bytes)) }
 	switch mode {
-	case MemoryResident:
+	case ModeResident:
 		plan.Estimate = plan.Resident
 		plan.Reason = "resident, as -memory-mode=resident asks"
 		if plan.Resident > avail.Bytes {
 			return plan, fmt.Errorf("%s does not fit resident: %s; use -memory-mode=auto or -memory-mode=streamed", name, estimates)
 		}
-	case MemoryStreamed:
+	case ModeStreamed:
 		plan.Streamed, plan.Estimate = true, plan.Stream
 		plan.Reason = "layer-streamed, as -memory-mode=streamed asks"
 		if plan.Stream > avail.Bytes {
-			return plan, fmt.Errorf("%s does not fit even layer-streamed: %s; free memory, use a machine with at least %s, or pick a smaller config", name, estimates, HumanBytes(plan.Stream))
+			return plan, fmt.Errorf("%s does not fit even layer-streamed: %s; free memory, use a machine with at least %s, or pick a smaller config", name, estimates, units.Bytes(plan.Stream))
 		}
-	case MemoryAuto, "":
+	case ModeAuto, "":
 		switch {
 		case plan.Resident <= share(ResidentShare):
 			plan.Estimate = plan.Resident
@@ -187,11 +191,17 @@ func PlanMemory(name string, cfg model.Config, B, T int, mode string, avail Avai
 			plan.Reason = fmt.Sprintf("layer-streamed: the resident estimate is over %.0f%% of the available memory", 100*ResidentShare)
 		default:
 			return plan, fmt.Errorf("%s does not fit: %s; free memory, use a machine with at least %s, or pick a smaller config",
-				name, estimates, HumanBytes(int64(float64(plan.Stream)/StreamedShare)))
+				name, estimates, units.Bytes(int64(float64(plan.Stream)/StreamedShare)))
 		}
 	default:
 		return plan, fmt.Errorf("-memory-mode: expected auto, resident or streamed, got %q", mode)
 	}
 	plan.Reason += "; " + estimates
 	return plan, nil
+}
+
+// PeakRSS reads this process's peak resident set size (VmHWM) on Linux.
+func PeakRSS() (int64, error) {
+	kb, err := procKB("/proc/self/status", "VmHWM")
+	return kb * 1024, err
 }

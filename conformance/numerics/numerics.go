@@ -1,4 +1,4 @@
-package conformance
+package numerics
 
 import (
 	"fmt"
@@ -148,7 +148,7 @@ func compareElements(actual, expected *model.Tensor, bound []float64) (Measureme
 		ref2 += float64(e) * float64(e)
 	}
 	if worst >= 0 {
-		m.Index = unravel(worst, expected.Shape)
+		m.Index = Unravel(worst, expected.Shape)
 		m.Actual, m.Expected = float64(actual.Data[worst]), float64(expected.Data[worst])
 		m.Error, m.Bound = math.Abs(m.Actual-m.Expected), bound[worst]
 		if m.NonFinite > 0 {
@@ -215,8 +215,8 @@ func relL2(diff2, ref2 float64) float64 {
 	return 0
 }
 
-// unravel turns a flat index into a multi-index for shape.
-func unravel(i int, shape []int) []int {
+// Unravel turns a flat index into a multi-index for shape.
+func Unravel(i int, shape []int) []int {
 	idx := make([]int, len(shape))
 	for d := len(shape) - 1; d >= 0; d-- {
 		if shape[d] > 0 {

@@ -1,18 +1,12 @@
-package conformance
+package numerics
 
 import (
 	"math"
-	"sync"
+	"path/filepath"
+	"strings"
 
 	"github.com/tritter-ai/conformance/golden"
 )
-
-// numericsRecords collects every evaluated case of this suite process for
-// the numerics report (numerics_report_write.go).
-var numericsRecords struct {
-	sync.Mutex
-	cases []CaseRecord
-}
 
 // CaseRecord is one golden case's results in the numerics report.
 type CaseRecord struct {
@@ -39,15 +33,9 @@ type CheckRecord struct {
 	Err    string  `json:"err,omitempty"`
 }
 
-func recordNumerics(c *golden.Case, results []Result) {
-	rec := caseRecord(c, results)
-	numericsRecords.Lock()
-	numericsRecords.cases = append(numericsRecords.cases, rec)
-	numericsRecords.Unlock()
-}
-
-func caseRecord(c *golden.Case, results []Result) CaseRecord {
-	rec := CaseRecord{Case: caseName(c.Path), Path: c.Path, Version: c.Version}
+// Record is the numerics-report record of one case's results.
+func Record(c *golden.Case, results []Result) CaseRecord {
+	rec := CaseRecord{Case: CaseName(c.Path), Path: c.Path, Version: c.Version}
 	for _, r := range results {
 		cr := CheckRecord{Name: r.Check.Name, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
 			Ratio: jsonNumber(r.Measure.Ratio), Index: r.Measure.Index, Error: jsonNumber(r.Measure.Error), Bound: jsonNumber(r.Measure.Bound), Passed: r.Passed()}
@@ -72,4 +60,10 @@ func jsonNumber(v float64) float64 {
 		return -math.MaxFloat64
 	}
 	return v
+}
+
+// CaseName names a golden case by its folder and file: "cases/bitlinear-edge".
+func CaseName(path string) string {
+	dir := filepath.Base(filepath.Dir(path))
+	return dir + "/" + strings.TrimSuffix(filepath.Base(path), ".safetensors")
 }

@@ -1,7 +1,8 @@
-package conformance
+package presets
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/tritter-ai/conformance/model"
 )
@@ -168,4 +169,14 @@ func MismatchReport(ms []Mismatch) string {
 		s += m.String() + "\n"
 	}
 	return s
+}
+
+// CheckpointMismatches compares a checkpoint folder's config.json with a
+// preset on every field that decides a weight shape or a numeric behaviour.
+func CheckpointMismatches(dir string, preset Preset) ([]Mismatch, error) {
+	cfg, err := model.ReadConfigFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	return CompareConfigs(cfg, preset.Config), nil
 }

@@ -1,4 +1,8 @@
-package conformance
+// Package presets holds the named model configurations the specs run on:
+// one HF-style config.json per preset, embedded from this folder, plus the
+// published architecture facts they are checked against (facts.go). It
+// knows nothing of Ginkgo.
+package presets
 
 import (
 	"embed"
@@ -14,7 +18,7 @@ import (
 // presetFiles holds one HF-style config.json per preset; the file name
 // without ".json" is the preset name. Dropping a file here adds a preset.
 //
-//go:embed presets/*.json
+//go:embed *.json
 var presetFiles embed.FS
 
 // Preset is a named model configuration the specs run against.
@@ -24,29 +28,44 @@ type Preset struct {
 	Config model.Config
 }
 
-// FullScale reports whether the preset is a real-size model (at least 100M
-// parameters). Specs at this size carry the "full-scale" label.
+// FullScale reports whether the preset is a real-size model (FullScaleParams
+// or more).
 func (p Preset) FullScale() bool { return p.Config.ParamCount() >= FullScaleParams }
 
-// FullScaleParams is the parameter count from which a preset counts as full scale.
+// Huge reports whether the preset is so large (HugeParams or more) that its
+// models are layer-streamed on a 24 GiB machine.
+func (p Preset) Huge() bool { return p.Config.ParamCount() >= HugeParams }
+
+// FullScaleParams is the parameter count from which a model counts as full
+// scale: its specs run in one shared, Ordered and Serial container.
 const FullScaleParams = 100_000_000
 
-// ReferencePresetName is the official architecture every compatibility claim is checked against.
-const ReferencePresetName = "bitnet-b1.58-2b-4t"
+// HugeParams is the parameter count from which a model is huge: past about
+// 8B parameters the resident model no longer fits a 24 GiB machine, and its
+// specs run layer-streamed.
+const HugeParams = 8_000_000_000
 
-// LoadPresets returns the embedded presets plus every *.json in the given
+// ReferenceName is the official architecture every compatibility claim is
+// checked against.
+const ReferenceName = "bitnet-b1.58-2b-4t"
+
+// Defaults are the presets a run uses when none are named: the official
+// architecture at full scale plus the small presets.
+var Defaults = []string{"bitnet-b1.58-2b-4t", "tiny-gqa-untied", "tiny-mha-tied", "tiny-mqa-tied"}
+
+// Load returns the embedded presets plus every *.json in the given
 // folders. Configs are decoded but not validated here: the architecture
 // specs report each inconsistent field, and model construction refuses them. A later folder's file overrides an earlier preset
 // of the same name, so a user can shadow a built-in preset.
-func LoadPresets(dirs ...string) (map[string]Preset, error) {
+func Load(dirs ...string) (map[string]Preset, error) {
 	presets := map[string]Preset{}
-	entries, err := presetFiles.ReadDir("presets")
+	entries, err := presetFiles.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
 		source := "presets/" + e.Name()
-		data, err := presetFiles.ReadFile(source)
+		data, err := presetFiles.ReadFile(e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -106,4 +125,54 @@ func SortedNames(presets map[string]Preset) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Select loads every preset (embedded plus dirs) and returns the ones named,
+// in the order named, each once; no names means Defaults. An unknown name
+// is an error that lists the known presets.
+func Select(names []string, dirs ...string) ([]Preset, error) {
+	all, err := Load(dirs...)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		names = Defaults
+	}
+	var selected []Preset
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		p, ok := all[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown preset %q: known presets are %s", name, strings.Join(SortedNames(all), ", "))
+		}
+		selected = append(selected, p)
+	}
+	return selected, nil
+}
+
+// Reference returns a preset from the embedded set only, so that a user's
+// config folder cannot redefine a reference.
+func Reference(name string) (Preset, error) {
+	all, err := Load()
+	if err != nil {
+		return Preset{}, err
+	}
+	p, ok := all[name]
+	if !ok {
+		return Preset{}, fmt.Errorf("compatible_with names unknown preset %q: known presets are %s", name, strings.Join(SortedNames(all), ", "))
+	}
+	return p, nil
+}
+
+// CompatibilityClaim is the preset a config claims to be compatible with
+// (its conformance.compatible_with key), or "".
+func CompatibilityClaim(c model.Config) string {
+	if c.Conformance == nil {
+		return ""
+	}
+	return c.Conformance.CompatibleWith
 }

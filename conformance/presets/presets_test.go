@@ -1,17 +1,17 @@
-package conformance_test
+package presets_test
 
 import (
 	"os"
 	"path/filepath"
-	"slices"
+
 	"strings"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/presets"
 )
 
 func TestOfficialParameterCounts(t *testing.T) {
-	presets, err := conformance.LoadPresets()
+	all, err := presets.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,21 +25,21 @@ func TestOfficialParameterCounts(t *testing.T) {
 		"tritter-13b": 11_682_309_120,
 		"tritter-70b": 69_529_051_136,
 	} {
-		p, ok := presets[name]
+		p, ok := all[name]
 		if !ok {
 			t.Fatalf("preset %s missing", name)
 		}
 		if got := p.Config.ParamCount(); got != want {
 			t.Errorf("%s: ParamCount = %d, expected %d", name, got, want)
 		}
-		if mismatches := conformance.CompareFacts(p.Config, conformance.KnownFacts[name]); len(mismatches) > 0 {
-			t.Errorf("%s differs from its published facts:\n%s", name, conformance.MismatchReport(mismatches))
+		if mismatches := presets.CompareFacts(p.Config, presets.KnownFacts[name]); len(mismatches) > 0 {
+			t.Errorf("%s differs from its published facts:\n%s", name, presets.MismatchReport(mismatches))
 		}
 	}
-	if got := presets["bitnet-b1.58-2b-4t"].Config.TernaryParamCount(); got != 2_084_044_800 {
+	if got := all["bitnet-b1.58-2b-4t"].Config.TernaryParamCount(); got != 2_084_044_800 {
 		t.Errorf("2B-4T ternary parameters = %d, expected 2,084,044,800", got)
 	}
-	fp := presets["tritter-7b"].Config.Footprint()
+	fp := all["tritter-7b"].Config.Footprint()
 	if fp.FP32Bytes != 24_833_277_952 {
 		t.Errorf("tritter-7b fp32 footprint = %d, expected 24,833,277,952 (24.8 GB)", fp.FP32Bytes)
 	}
@@ -47,20 +47,20 @@ func TestOfficialParameterCounts(t *testing.T) {
 
 // Every JSON file in the preset folder is a preset: adding one needs no code.
 func TestPresetFolderIsTheRegistry(t *testing.T) {
-	files, err := filepath.Glob("presets/*.json")
+	files, err := filepath.Glob("*.json")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no preset files: %v", err)
 	}
-	presets, err := conformance.LoadPresets()
+	all, err := presets.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(presets) != len(files) {
-		t.Errorf("%d presets loaded from %d files", len(presets), len(files))
+	if len(all) != len(files) {
+		t.Errorf("%d presets loaded from %d files", len(all), len(files))
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		p, ok := presets[name]
+		p, ok := all[name]
 		if !ok {
 			t.Errorf("%s is not a preset", f)
 			continue
@@ -69,8 +69,8 @@ func TestPresetFolderIsTheRegistry(t *testing.T) {
 			t.Errorf("preset %s: %v", name, err)
 		}
 	}
-	for _, name := range conformance.DefaultConfigs {
-		if _, ok := presets[name]; !ok {
+	for _, name := range presets.Defaults {
+		if _, ok := all[name]; !ok {
 			t.Errorf("default config %s is not a preset", name)
 		}
 	}
@@ -78,15 +78,14 @@ func TestPresetFolderIsTheRegistry(t *testing.T) {
 
 func TestConfigDirAddsAndOverridesPresets(t *testing.T) {
 	dir := t.TempDir()
-	data, err := os.ReadFile("presets/tiny-mha-tied.json")
+	data, err := os.ReadFile("tiny-mha-tied.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "my-preset.json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := conformance.Options{Configs: "my-preset,tiny-gqa-untied", ConfigDir: dir}
-	selected, err := opts.Select()
+	selected, err := presets.Select([]string{"my-preset", "tiny-gqa-untied"}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,19 +95,19 @@ func TestConfigDirAddsAndOverridesPresets(t *testing.T) {
 }
 
 func TestUnknownPresetListsKnownOnes(t *testing.T) {
-	_, err := conformance.Options{Configs: "bitnet-2b"}.Select()
+	_, err := presets.Select([]string{"bitnet-2b"})
 	if err == nil || !strings.Contains(err.Error(), `unknown preset "bitnet-2b"`) || !strings.Contains(err.Error(), "bitnet-b1.58-2b-4t, tiny-gqa-untied") {
 		t.Errorf("Select(bitnet-2b) = %v", err)
 	}
 }
 
 func TestCompareConfigsNamesEveryField(t *testing.T) {
-	presets, _ := conformance.LoadPresets()
-	ref := presets["bitnet-b1.58-2b-4t"].Config
+	all, _ := presets.Load()
+	ref := all["bitnet-b1.58-2b-4t"].Config
 	seed := ref
 	seed.HiddenSize, seed.NumHiddenLayers, seed.NumAttentionHeads, seed.NumKeyValueHeads = 2048, 24, 32, 32
 	seed.IntermediateSize, seed.VocabSize, seed.RopeTheta, seed.HeadDimension = 5632, 152064, 10000, 0
-	report := conformance.MismatchReport(conformance.CompareConfigs(seed, ref))
+	report := presets.MismatchReport(presets.CompareConfigs(seed, ref))
 	for _, line := range []string{
 		"hidden_size: ours=2048, reference=2560",
 		"num_hidden_layers: ours=24, reference=30",
@@ -125,18 +124,10 @@ func TestCompareConfigsNamesEveryField(t *testing.T) {
 	}
 }
 
-func TestThousands(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 2412820480: "2,412,820,480", -1234: "-1,234"} {
-		if got := conformance.Thousands(n); got != want {
-			t.Errorf("Thousands(%d) = %q, expected %q", n, got, want)
-		}
-	}
-}
-
-// The presets of 10B parameters and up carry the huge label, which the
-// default configs never select; make conformance-huge runs them.
-func TestHugePresetsAreLabelledAndNotDefault(t *testing.T) {
-	presets, err := conformance.LoadPresets()
+// The presets of 10B parameters and up are huge, and the default configs
+// never select one; make conformance-huge runs them.
+func TestHugePresetsAreNotDefault(t *testing.T) {
+	all, err := presets.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +135,12 @@ func TestHugePresetsAreLabelledAndNotDefault(t *testing.T) {
 		"tritter-1b": false, "tritter-3b": false, "tritter-7b": false, "bitnet-b1.58-2b-4t": false,
 		"tritter-10b": true, "tritter-13b": true, "tritter-70b": true,
 	} {
-		labels := conformance.ConfigLabels(presets[name])
-		if got := slices.Contains(labels, conformance.LabelHuge); got != huge {
-			t.Errorf("%s: labels %v, expected huge=%v", name, labels, huge)
+		if got := all[name].Huge(); got != huge {
+			t.Errorf("%s: Huge() = %v, expected %v", name, got, huge)
 		}
 	}
-	for _, name := range conformance.DefaultConfigs {
-		if slices.Contains(conformance.ConfigLabels(presets[name]), conformance.LabelHuge) {
+	for _, name := range presets.Defaults {
+		if all[name].Huge() {
 			t.Errorf("default config %s is huge", name)
 		}
 	}

@@ -1,4 +1,8 @@
-package conformance
+// Package report turns a run's results into what people and CI systems
+// read: the numerics report (JSON and pictures), each suite's result line,
+// the whole-run summary with its verdict, and the JUnit file. It knows
+// Ginkgo's report types but not its DSL.
+package report
 
 import (
 	"encoding/json"
@@ -10,7 +14,6 @@ import (
 	"sort"
 	"strings"
 
-	. "github.com/onsi/ginkgo/v2"
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -18,7 +21,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
-	"github.com/tritter-ai/conformance/golden"
+	"github.com/tritter-ai/conformance/conformance/numerics"
 )
 
 // The numerics report: reports/numerics-<suite>.json with every check's
@@ -26,10 +29,10 @@ import (
 // ratios by op and layer on a log scale against the bound line, and one
 // picture per failing case, reports/numerics-<suite>-<case>.png.
 
-// NumericsReport is the JSON file.
-type NumericsReport struct {
-	Suite string       `json:"suite"`
-	Cases []CaseRecord `json:"cases"`
+// Numerics is the JSON file of the numerics report.
+type Numerics struct {
+	Suite string                `json:"suite"`
+	Cases []numerics.CaseRecord `json:"cases"`
 	// WorstPassingRatio is the largest ratio of any passing check; the
 	// bounds' margin on this run is 1/WorstPassingRatio.
 	WorstPassingRatio float64 `json:"worst_passing_ratio"`
@@ -58,37 +61,13 @@ func summarise(ratios []float64) RatioSummary {
 	}
 }
 
-// reportNumerics registers the writing of the report after the suite.
-// Call it at the top level of a suite (DescribeGolden and DescribeGradient
-// do).
-func reportNumerics(suite string) {
-	ReportAfterSuite("numerics report ("+suite+")", func(Report) {
-		numericsRecords.Lock()
-		cases := append([]CaseRecord(nil), numericsRecords.cases...)
-		numericsRecords.Unlock()
-		if len(cases) == 0 {
-			return
-		}
-		dir := numericsReportDir()
-		if err := WriteNumericsReport(dir, suite, cases); err != nil {
-			fmt.Fprintf(os.Stderr, "numerics report: %v\n", err)
-		}
-	})
-}
-
-// numericsReportDir is the repository's reports/ folder (the suites run
-// with their package folder as the working directory).
-func numericsReportDir() string {
-	return filepath.Join(golden.Dir(), "..", "..", "reports")
-}
-
-// WriteNumericsReport writes the JSON report and the pictures into dir.
-func WriteNumericsReport(dir, suite string, cases []CaseRecord) error {
+// WriteNumerics writes the JSON report and the pictures into dir.
+func WriteNumerics(dir, suite string, cases []numerics.CaseRecord) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	sort.Slice(cases, func(i, j int) bool { return cases[i].Case < cases[j].Case })
-	rep := NumericsReport{Suite: suite, Cases: cases, Stages: map[string]RatioSummary{}}
+	rep := Numerics{Suite: suite, Cases: cases, Stages: map[string]RatioSummary{}}
 	byStage := map[string][]float64{}
 	for _, c := range cases {
 		for _, ch := range c.Checks {
@@ -121,7 +100,7 @@ func WriteNumericsReport(dir, suite string, cases []CaseRecord) error {
 			continue
 		}
 		name := base + "-" + fileSafe.ReplaceAllString(c.Case, "_") + ".png"
-		if err := plotRatios(name, c.Case+": divergence starts at "+c.FirstFailure, []CaseRecord{c}); err != nil {
+		if err := plotRatios(name, c.Case+": divergence starts at "+c.FirstFailure, []numerics.CaseRecord{c}); err != nil {
 			return err
 		}
 	}
@@ -136,7 +115,7 @@ var layerNumbers = regexp.MustCompile(`(trace|layers)\.\d+\.|hidden\.\d+`)
 // slotLabel names a check's position on the x axis: its stage and tensor
 // with the layer index removed, so every layer's check of one op shares a
 // slot and the layers are told apart by colour.
-func slotLabel(ch CheckRecord) string {
+func slotLabel(ch numerics.CheckRecord) string {
 	t := layerNumbers.ReplaceAllStringFunc(ch.Tensor, func(m string) string {
 		if strings.HasPrefix(m, "hidden") {
 			return "hidden.i"
@@ -144,10 +123,10 @@ func slotLabel(ch CheckRecord) string {
 		return ""
 	})
 	t = strings.NewReplacer("model.", "", "self_attn.", "", "mlp.", "").Replace(t)
-	if t == "hidden.i" && ch.Layer >= 0 && ch.Stage == StageForward.String() {
+	if t == "hidden.i" && ch.Layer >= 0 && ch.Stage == numerics.StageForward.String() {
 		t = "hidden.i+1" // a layer's output, not the embedding
 	}
-	if ch.Stage == StageEndToEnd.String() {
+	if ch.Stage == numerics.StageEndToEnd.String() {
 		return "e2e " + t
 	}
 	return t
@@ -156,7 +135,7 @@ func slotLabel(ch CheckRecord) string {
 // plotRatios draws one point per check: x is the op slot in computation
 // order, y the error/bound ratio (log scale, clamped to [1e-6, 1e6]), the
 // colour the layer; the line at 1 is the bound.
-func plotRatios(path, title string, cases []CaseRecord) error {
+func plotRatios(path, title string, cases []numerics.CaseRecord) error {
 	var slots []string
 	index := map[string]int{}
 	for _, c := range cases {

@@ -1,4 +1,4 @@
-package conformance
+package report_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tritter-ai/conformance/conformance/numerics"
+	"github.com/tritter-ai/conformance/conformance/report"
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/model"
 )
@@ -14,31 +16,31 @@ import (
 // TestNumericsReport writes the report for the shared v2 example, once as
 // computed and once with one check made to fail, and reads it back.
 func TestNumericsReport(t *testing.T) {
-	c, err := golden.Load(filepath.Join(golden.Dir(), "shared-example-tiny-gqa-v2.safetensors"))
+	c, err := golden.Load(filepath.Join("..", "..", "golden", "cases", "shared-example-tiny-gqa-v2.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	results, err := EvaluateCaseOn(c, ModelTarget, CaseChecks(c, ModelTarget), model.ComputeKernels)
+	results, err := numerics.Evaluate(c, numerics.ModelTarget, numerics.CaseChecks(c, numerics.ModelTarget), model.ComputeKernels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	passing := caseRecord(c, results)
-	failing := caseRecord(c, results)
+	passing := numerics.Record(c, results)
+	failing := numerics.Record(c, results)
 	failing.Case += "-broken"
-	failing.Checks = append([]CheckRecord(nil), failing.Checks...)
+	failing.Checks = append([]numerics.CheckRecord(nil), failing.Checks...)
 	failing.Checks[5].Ratio, failing.Checks[5].Passed = 37, false
-	failing.Checks[6].Ratio, failing.Checks[6].Passed = jsonNumber(math.Inf(1)), false // an exact op that differs
+	failing.Checks[6].Ratio, failing.Checks[6].Passed = math.MaxFloat64, false // an exact op that differs
 	failing.FirstFailure = failing.Checks[5].Name
 
 	dir := t.TempDir()
-	if err := WriteNumericsReport(dir, "golden", []CaseRecord{passing, failing}); err != nil {
+	if err := report.WriteNumerics(dir, "golden", []numerics.CaseRecord{passing, failing}); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "numerics-golden.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep NumericsReport
+	var rep report.Numerics
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func TestNumericsReport(t *testing.T) {
 		}
 	}
 	if out := os.Getenv("NUMERICS_PICTURE_DIR"); out != "" {
-		if err := WriteNumericsReport(out, "golden", []CaseRecord{passing, failing}); err != nil {
+		if err := report.WriteNumerics(out, "golden", []numerics.CaseRecord{passing, failing}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,22 +4,15 @@
 package architecture_test
 
 import (
+	"flag"
 	"testing"
-
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance"
 )
 
-func TestArchitecture(t *testing.T) {
-	RegisterFailHandler(Fail)
-	conformance.Prepare()
-	RunSpecs(t, "Architecture Suite")
-}
+// config holds the harness options: flags after --, then CONFORMANCE_* variables.
+var config = conformance.BindFlags(flag.CommandLine)
 
-var (
-	_ = conformance.SuiteSetup()
-	_ = conformance.DescribeArchitecture()
-	_ = conformance.ReportSummary()
-)
+func TestArchitecture(t *testing.T) {
+	conformance.Run(t, "Architecture Suite", config.WithEnv(), conformance.Architecture)
+}

@@ -5,24 +5,15 @@
 package forward_test
 
 import (
+	"flag"
 	"testing"
-
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance"
 )
 
-func TestForward(t *testing.T) {
-	RegisterFailHandler(Fail)
-	conformance.Prepare()
-	RunSpecs(t, "Forward Suite")
-}
+// config holds the harness options: flags after --, then CONFORMANCE_* variables.
+var config = conformance.BindFlags(flag.CommandLine)
 
-var (
-	_ = conformance.SuiteSetup()
-	_ = conformance.DescribeForward()
-	_ = conformance.DescribeGolden()
-	_ = conformance.DescribeCheckpointNumerics()
-	_ = conformance.ReportSummary()
-)
+func TestForward(t *testing.T) {
+	conformance.Run(t, "Forward Suite", config.WithEnv(), conformance.Forward, conformance.GoldenNumerics, conformance.CheckpointNumerics)
+}

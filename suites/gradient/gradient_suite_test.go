@@ -4,22 +4,15 @@
 package gradient_test
 
 import (
+	"flag"
 	"testing"
-
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance"
 )
 
-func TestGradient(t *testing.T) {
-	RegisterFailHandler(Fail)
-	conformance.Prepare()
-	RunSpecs(t, "Gradient Suite")
-}
+// config holds the harness options: flags after --, then CONFORMANCE_* variables.
+var config = conformance.BindFlags(flag.CommandLine)
 
-var (
-	_ = conformance.SuiteSetup()
-	_ = conformance.DescribeGradient()
-	_ = conformance.ReportSummary()
-)
+func TestGradient(t *testing.T) {
+	conformance.Run(t, "Gradient Suite", config.WithEnv(), conformance.Gradient)
+}

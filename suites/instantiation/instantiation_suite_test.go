@@ -3,22 +3,15 @@
 package instantiation_test
 
 import (
+	"flag"
 	"testing"
-
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance"
 )
 
-func TestInstantiation(t *testing.T) {
-	RegisterFailHandler(Fail)
-	conformance.Prepare()
-	RunSpecs(t, "Instantiation Suite")
-}
+// config holds the harness options: flags after --, then CONFORMANCE_* variables.
+var config = conformance.BindFlags(flag.CommandLine)
 
-var (
-	_ = conformance.SuiteSetup()
-	_ = conformance.DescribeInstantiation()
-	_ = conformance.ReportSummary()
-)
+func TestInstantiation(t *testing.T) {
+	conformance.Run(t, "Instantiation Suite", config.WithEnv(), conformance.Instantiation)
+}

@@ -1,24 +1,19 @@
+// Package kernels_test runs the parity specs of package kernels: every SIMD
+// path the CPU supports against the pure-Go reference loop, bit-exact.
+// They are plain Ginkgo specs; the harness adds the kernel-path check, the
+// verdict and the JUnit file, and accepts the harness options like every
+// suite, though no kernel spec depends on a config.
 package kernels_test
 
 import (
+	"flag"
 	"testing"
-
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance"
 )
 
-// TestKernels runs the parity specs of package kernels: every SIMD path the
-// CPU supports against the pure-Go reference loop, bit-exact. It accepts
-// the harness options like every suite, though no kernel spec depends on a
-// preset.
-func TestKernels(t *testing.T) {
-	RegisterFailHandler(Fail)
-	conformance.Prepare()
-	RunSpecs(t, "Kernels Suite")
-}
+var config = conformance.BindFlags(flag.CommandLine)
 
-// SuiteSetup fails the suite on a bad KERNELS_PATH and records the active
-// and supported paths in the report.
-var _ = conformance.SuiteSetup()
+func TestKernels(t *testing.T) {
+	conformance.Run(t, "Kernels Suite", config.WithEnv())
+}

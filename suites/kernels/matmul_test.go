@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance"
 	"github.com/tritter-ai/conformance/kernels"
 )
 
@@ -15,10 +16,11 @@ import (
 type matMulCase struct {
 	rows, cols, tokens int
 	w, x               []int8
+	fill               string // how w and x were filled, so that every case's name is its own
 }
 
 func (c matMulCase) String() string {
-	return fmt.Sprintf("W [%d, %d] × %d tokens", c.rows, c.cols, c.tokens)
+	return fmt.Sprintf("W [%d, %d] × %d tokens, %s", c.rows, c.cols, c.tokens, c.fill)
 }
 
 // referenceMatMul is the reference loop, on unpacked weights.
@@ -73,7 +75,7 @@ func expectParity(p kernels.Path, c matMulCase) {
 
 func randomCase(seed uint64, rows, cols, tokens int) matMulCase {
 	rng := rand.New(rand.NewPCG(seed, 0x6b65726e656c73))
-	c := matMulCase{rows: rows, cols: cols, tokens: tokens, w: make([]int8, rows*cols), x: make([]int8, tokens*cols)}
+	c := matMulCase{rows: rows, cols: cols, tokens: tokens, w: make([]int8, rows*cols), x: make([]int8, tokens*cols), fill: fmt.Sprintf("random (seed %d)", seed)}
 	for i := range c.w {
 		c.w[i] = int8(rng.IntN(3)) - 1
 	}
@@ -85,7 +87,7 @@ func randomCase(seed uint64, rows, cols, tokens int) matMulCase {
 
 // filledCase has every weight equal to w and every activation equal to x.
 func filledCase(rows, cols, tokens int, w, x int8) matMulCase {
-	c := matMulCase{rows: rows, cols: cols, tokens: tokens, w: make([]int8, rows*cols), x: make([]int8, tokens*cols)}
+	c := matMulCase{rows: rows, cols: cols, tokens: tokens, w: make([]int8, rows*cols), x: make([]int8, tokens*cols), fill: fmt.Sprintf("every w = %d, every x = %d", w, x)}
 	for i := range c.w {
 		c.w[i] = w
 	}
@@ -98,6 +100,7 @@ func filledCase(rows, cols, tokens int, w, x int8) matMulCase {
 // alternatingCase has W[r,c] = (-1)^(r+c) and x[t,c] = ±127 alternating by c.
 func alternatingCase(rows, cols, tokens int) matMulCase {
 	c := filledCase(rows, cols, tokens, 1, 127)
+	c.fill = "alternating signs"
 	for i := range c.w {
 		if (i/cols+i%cols)%2 == 1 {
 			c.w[i] = -1
@@ -126,6 +129,7 @@ func parityEntries() []TableEntry {
 	}
 	zeroActivations := randomCase(7, 9, 300, 5)
 	clear(zeroActivations.x)
+	zeroActivations.fill = "random w, every x = 0"
 	cases = append(cases,
 		filledCase(9, 300, 5, 0, 0),
 		zeroActivations,
@@ -150,7 +154,7 @@ func parityEntries() []TableEntry {
 	return entries
 }
 
-var _ = Describe("Ternary MatMul", Label("suite:kernels"), func() {
+var _ = Describe("Ternary MatMul", Label("suite:kernels", conformance.LabelCostModel), func() {
 	DescribeTable("matches the reference loop bit-exactly, with dst guarded",
 		expectParity,
 		parityEntries(),

@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance"
 	"github.com/tritter-ai/conformance/kernels"
 )
 
@@ -20,7 +21,7 @@ func hfPack(w []int8, rows, cols int) []uint8 {
 	return packed
 }
 
-var _ = Describe("Packed layouts", Label("suite:kernels"), func() {
+var _ = Describe("Packed layouts", Label("suite:kernels", conformance.LabelCostModel), func() {
 	DescribeTable("round-trip the HF offline layout",
 		func(rows, cols int) {
 			c := randomCase(uint64(rows*cols), rows, cols, 0)
@@ -72,7 +73,7 @@ var _ = Describe("Packed layouts", Label("suite:kernels"), func() {
 	})
 })
 
-var _ = Describe("Path selection", Label("suite:kernels"), func() {
+var _ = Describe("Path selection", Label("suite:kernels", conformance.LabelCostModel), func() {
 	It("names the known paths for an unknown one and refuses it", func() {
 		before := kernels.ActivePath()
 		Expect(kernels.SetPath("sse9")).To(MatchError(And(ContainSubstring(`"sse9"`), ContainSubstring("avx512vnni"))))

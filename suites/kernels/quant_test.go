@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/tritter-ai/conformance/conformance"
 	"github.com/tritter-ai/conformance/kernels"
 )
 
@@ -62,7 +63,7 @@ func quantEntries() []TableEntry {
 	return entries
 }
 
-var _ = Describe("QuantizeActivations", Label("suite:kernels"), func() {
+var _ = Describe("QuantizeActivations", Label("suite:kernels", conformance.LabelCostModel), func() {
 	// The quantizer has one pure-Go implementation; QuantizeActivationsPath
 	// still runs it under every path label so a future SIMD quantizer is
 	// covered by the same entries.
@@ -101,7 +102,7 @@ var _ = Describe("QuantizeActivations", Label("suite:kernels"), func() {
 	})
 })
 
-var _ = Describe("WeightScale and Ternarize", Label("suite:kernels"), func() {
+var _ = Describe("WeightScale and Ternarize", Label("suite:kernels", conformance.LabelCostModel), func() {
 	It("computes 1/max(mean|W|, 1e-5) and rounds half to even", func() {
 		w := []float32{0.5, -0.5, 1.5, -1.5, 0.25, -0.25, 3, 0} // mean |w| = 0.9375
 		scale := kernels.WeightScale(w)
