@@ -17,8 +17,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tritter-ai/conformance/conformance"
+	"github.com/tritter-ai/conformance/conformance/numerics"
 	"github.com/tritter-ai/conformance/golden"
+	"github.com/tritter-ai/conformance/model"
 )
 
 // python is the interpreter with torch: Debian's python3-torch, or the one
@@ -117,14 +118,14 @@ func TestMain(m *testing.M) {
 
 // evaluate loads a dumped case and runs on it every check the golden and
 // gradient suites run, in computation order (forward ops, backward ops, end
-// to end): conformance.CaseChecks.
-func evaluate(t *testing.T, path string) (*golden.Case, []conformance.Result) {
+// to end): numerics.CaseChecks.
+func evaluate(t *testing.T, path string) (*golden.Case, []numerics.Result) {
 	t.Helper()
 	c, err := golden.Load(path)
 	if err != nil {
 		t.Fatalf("golden.Load: %v", err)
 	}
-	results, err := conformance.EvaluateCase(c, conformance.ModelTarget, conformance.CaseChecks(c, conformance.ModelTarget))
+	results, err := numerics.Evaluate(c, numerics.ModelTarget, numerics.CaseChecks(c, numerics.ModelTarget), model.ComputeKernels)
 	if err != nil {
 		t.Fatalf("EvaluateCase: %v", err)
 	}
@@ -203,7 +204,7 @@ func TestBrokenModulesFailAtTheirOp(t *testing.T) {
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
 			_, results := evaluate(t, filepath.Join(dir, tc.bug+".safetensors"))
-			r := conformance.FirstFailure(results)
+			r := numerics.FirstFailure(results)
 			if r == nil {
 				t.Fatalf("every one of %d checks passed; the harness missed the departure", len(results))
 			}
