@@ -9,6 +9,10 @@ import (
 	"flag"
 	"testing"
 
+	// The Ginkgo CLI runs a package as a Ginkgo suite, with its flags, only
+	// when the package's tests import Ginkgo.
+	_ "github.com/onsi/ginkgo/v2"
+
 	"github.com/tritter-ai/conformance/conformance"
 )
 
