@@ -50,11 +50,13 @@ vet:
 # The harness self-tests evaluate thousands of golden checks against 30
 # injected bugs; under the race detector they take minutes and add no race
 # coverage (the model tests run the same parallel code under -race), so
-# they run once more without it.
+# they run once more without it. The out-of-tree test builds a second module
+# that requires this one, under -trimpath (skipped by -short).
 SELFTESTS := TestHarnessCatchesEveryBug|TestCorrectModelPassesEveryCheck
 unit:
 	$(GO) test -race -short -count=1 -skip '$(SELFTESTS)' $(PACKAGES)
 	$(GO) test -short -count=1 -run '$(SELFTESTS)' ./model/
+	$(GO) test -count=1 -run '^TestSpecsRunFromAnotherModule$$' ./conformance/
 
 # Each fuzz target runs a fixed number of inputs, about 10 s on two idle
 # cores (rates in the README), times FUZZSCALE; crashers land in

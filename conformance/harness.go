@@ -178,11 +178,11 @@ func (h *Harness) reportsDir(rc types.ReporterConfig, junitPath string) string {
 // validated nothing (unless -allow-unvalidated) or when two specs share a
 // JUnit name. With -v it prints the suite's summary instead of one line.
 func (h *Harness) verdict(r Report, rc types.ReporterConfig) {
-	unvalidated := report.Unvalidated(r.SuiteDescription, r)
+	unvalidated := report.Unvalidated(r.SuiteDescription, h.config.Configs, r)
 	verdict := report.SuiteVerdict(r, unvalidated, h.config.AllowUnvalidated)
 	if rc.Verbose || rc.VeryVerbose {
 		preset, _ := h.CheckpointPreset()
-		report.WriteSummary(os.Stdout, []types.Report{r}, report.Run{Presets: h.presets, ModelDir: h.config.ModelDir, CheckpointPreset: preset, AllowUnvalidated: h.config.AllowUnvalidated})
+		report.WriteSummary(os.Stdout, []types.Report{r}, report.Run{Presets: h.presets, ModelDir: h.config.ModelDir, CheckpointPreset: preset, Requested: h.config.Configs, AllowUnvalidated: h.config.AllowUnvalidated})
 	} else {
 		fmt.Fprintf(os.Stdout, "\n%s\n", report.ResultLine(r, verdict))
 		for _, line := range unvalidated {

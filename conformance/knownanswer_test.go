@@ -130,7 +130,7 @@ func TestKnownAnswersInForwardSuite(t *testing.T) {
 		"values outside tolerance against synthetic",
 		"mean_logits[2]: ", // positions 0 and 1 hold the same token, so attention there ignores RoPE
 		"wrong-rope" + knownanswer.Suffix,
-		"[SKIPPED] knownanswers/bitnet-b1.58-2b-4t.json (microsoft/bitnet-b1.58-2B-4T) is for another config: hidden_size: file 2560, checkpoint 64",
+		"[SKIPPED] answers/bitnet-b1.58-2b-4t.json (microsoft/bitnet-b1.58-2B-4T) is for another config: hidden_size: file 2560, checkpoint 64",
 		"1 Passed | 1 Failed",
 	} {
 		if !strings.Contains(out, want) {

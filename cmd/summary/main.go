@@ -49,7 +49,7 @@ func main() {
 		}
 		fmt.Printf("%-22s %s\n", r.SuiteDescription, status)
 	}
-	run := report.Run{Presets: h.Presets(), ModelDir: h.Config().ModelDir, CheckpointPreset: preset, AllowUnvalidated: h.Config().AllowUnvalidated}
+	run := report.Run{Presets: h.Presets(), ModelDir: h.Config().ModelDir, CheckpointPreset: preset, Requested: h.Config().Configs, AllowUnvalidated: h.Config().AllowUnvalidated}
 	if !report.WriteSummary(os.Stdout, reports, run) {
 		os.Exit(1)
 	}

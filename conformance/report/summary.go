@@ -21,6 +21,9 @@ type Run struct {
 	// the preset it is compared with.
 	ModelDir         string
 	CheckpointPreset presets.Preset
+	// Requested are the configs named with -configs; each must validate
+	// something.
+	Requested []string
 	// AllowUnvalidated reports what validated nothing without failing the
 	// run (-allow-unvalidated).
 	AllowUnvalidated bool
@@ -52,7 +55,7 @@ func WriteSummary(w io.Writer, reports []types.Report, run Run) bool {
 	}
 	all, _ := Tally(reports...)
 	fmt.Fprintf(w, "specs: %d passed, %d failed, %d skipped\n", all.Passed, all.Failed, all.Skipped)
-	unvalidated := Unvalidated("the run", reports...)
+	unvalidated := Unvalidated("the run", run.Requested, reports...)
 	for _, line := range unvalidated {
 		if run.AllowUnvalidated {
 			line += " (allowed by -allow-unvalidated)"

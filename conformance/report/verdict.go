@@ -58,21 +58,20 @@ func Tally(reports ...types.Report) (all Counts, byConfig map[string]Counts) {
 }
 
 // Unvalidated lists what validated nothing: the whole set of reports when
-// none of its specs ran, and each config that has specs of which none ran
-// (all filtered out or skipped), for example
-// "NOTHING VALIDATED for tritter-7b: 0 of 18 specs ran (label filter '!full-scale')".
-// what names the whole set ("Architecture Suite", "the run").
-func Unvalidated(what string, reports ...types.Report) []string {
+// none of its specs ran, and each requested config (named with -configs)
+// that has specs of which none ran (all filtered out or skipped), for
+// example "NOTHING VALIDATED for tritter-7b: 0 of 18 specs ran (label
+// filter 'cost:huge')". A config the run took by default may be filtered
+// out on purpose (--label-filter=golden runs the golden specs alone). what
+// names the whole set ("Architecture Suite", "the run").
+func Unvalidated(what string, requested []string, reports ...types.Report) []string {
 	all, byConfig := Tally(reports...)
 	why := filterNote(reports)
 	var out []string
 	if all.Ran() == 0 {
 		out = append(out, fmt.Sprintf("NOTHING VALIDATED in %s: 0 of %s ran%s", what, specs(all.Total()), why))
 	}
-	names := make([]string, 0, len(byConfig))
-	for name := range byConfig {
-		names = append(names, name)
-	}
+	names := append([]string(nil), requested...)
 	sort.Strings(names)
 	for _, name := range names {
 		if c := byConfig[name]; c.Total() > 0 && c.Ran() == 0 {
