@@ -18,7 +18,7 @@ GINKGO_FLAGS := -r --randomize-all --fail-on-pending --keep-going \
 	--json-report=report.json --output-dir=$(REPORTS) $(if $(V),-v)
 # Harness options passed to every suite, e.g. make conformance ARGS='-configs=tiny-mha-tied'
 ARGS ?=
-PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./internal/... ./cmd/...
+PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./gguf/... ./internal/... ./cmd/...
 
 .PHONY: all conformance conformance-7b conformance-huge test unit fuzz-short fuzz ci-soak bench bench-kernels \
 	bench-2b bench-7b bench-config bench-checkpoint bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
