@@ -127,9 +127,20 @@ func describeChecks(c *GoldenCase, gradients bool) {
 // end-to-end check.
 var GoldenNumerics = func() *Specs {
 	var s Specs
+	s.DescribeRun("Golden numerics", describeManifest, SuiteLabel("golden"))
 	s.DescribeGoldenCases("Golden numerics", func(c *GoldenCase) { describeChecks(c, false) }, SuiteLabel("golden"))
 	return &s
 }()
+
+// describeManifest checks the committed cases against their SHA-256
+// manifest first, so that a changed committed file fails as "golden file
+// changed", not as a model bug at some op.
+func describeManifest(*Harness) {
+	It("has committed golden files identical to golden/cases/"+golden.ManifestName, Label(LabelGolden, LabelCostConfig), func() {
+		problems := golden.CheckManifest(golden.Committed(), golden.CommittedManifest())
+		Expect(problems).To(BeEmpty(), "%d committed golden files differ from their manifest (regenerate with make golden, or restore them):\n%s", len(problems), strings.Join(problems, "\n"))
+	})
+}
 
 // writeNumerics writes the numerics report of the cases this suite
 // process evaluated, if any, as numerics-<suite>.json and its pictures.

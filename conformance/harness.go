@@ -150,7 +150,7 @@ func Run(t *testing.T, description string, cfg TestConfig, sets ...*Specs) bool 
 	ReportAfterSuite("conformance verdict", func(r Report) { h.verdict(r, reporterConfig) })
 	ReportAfterSuite("numerics report", func(r Report) { h.writeNumerics(reportsDir, r.SuiteDescription) })
 	if junitPath != "" {
-		ReportAfterSuite("JUnit report", func(r Report) {
+		ReportAfterSuite(report.JUnitNodeText, func(r Report) {
 			if err := report.WriteJUnit([]types.Report{r}, junitPath); err != nil {
 				Fail(err.Error())
 			}

@@ -24,6 +24,11 @@ var junitConfig = reporters.JunitReportConfig{
 	OmitLeafNodeType:          true,
 }
 
+// JUnitNodeText names the ReportAfterSuite node that writes a suite's JUnit
+// file. That node cannot be in the file it writes, so WriteJUnit leaves it
+// out of every file, and both routes list the same test cases.
+const JUnitNodeText = "JUnit report"
+
 // JUnitName is a spec's test-case name in the JUnit file: its full text,
 // or for a suite-level node (BeforeSuite, ReportAfterSuite), which has no
 // spec text, its node type and text.
@@ -46,12 +51,17 @@ func WriteJUnit(reports []types.Report, path string) error {
 	defer os.RemoveAll(dir)
 	var parts []string
 	for i, r := range reports {
-		r.SpecReports = append(types.SpecReports(nil), r.SpecReports...)
-		for j, s := range r.SpecReports {
-			if s.LeafNodeType.Is(types.NodeTypesForSuiteLevelNodes) {
-				r.SpecReports[j].LeafNodeText = JUnitName(s)
+		var specs types.SpecReports
+		for _, s := range r.SpecReports {
+			if s.LeafNodeType == types.NodeTypeReportAfterSuite && s.LeafNodeText == JUnitNodeText {
+				continue
 			}
+			if s.LeafNodeType.Is(types.NodeTypesForSuiteLevelNodes) {
+				s.LeafNodeText = JUnitName(s)
+			}
+			specs = append(specs, s)
 		}
+		r.SpecReports = specs
 		part := filepath.Join(dir, fmt.Sprintf("suite-%d.xml", i))
 		if err := reporters.GenerateJUnitReportWithConfig(r, part, junitConfig); err != nil {
 			return fmt.Errorf("%s: %v", path, err)
