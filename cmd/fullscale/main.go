@@ -4,7 +4,7 @@
 // high-water mark is reset before it, /proc/self/clear_refs) and its rate
 // in GOPS. Run it under /usr/bin/time -v for the whole run's peak RSS (make
 // bench-2b, bench-7b, bench-13b, bench-70b); -memory-mode chooses resident
-// or layer-streamed layers as the suites do. golden/gen/baseline.py is the
+// or layer-streamed layers as the suites do. golden/toolkit/baseline.py is the
 // PyTorch equivalent.
 //
 // With -model-dir it validates a checkpoint instead, loaded resident or
