@@ -32,11 +32,7 @@ func describeForward(s *Subject) {
 		m = s.MustModel()
 		batch = s.RandomBatch(B, T)
 		if base == nil {
-			Step(fmt.Sprintf("forward [%d,%d]", B, T), func() {
-				var err error
-				base, err = m.Forward(batch, model.ForwardOptions{})
-				Expect(err).NotTo(HaveOccurred())
-			})
+			base = s.Forward(batch)
 		}
 	})
 
