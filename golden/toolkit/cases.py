@@ -5,6 +5,8 @@ shape. build_model_inputs and build_bitlinear_inputs return float32 tensors;
 callers may cast them to another dtype to rerun the same case.
 """
 
+import math
+
 import torch
 
 from . import reference
@@ -40,14 +42,22 @@ def hf_config(H, I, L, nh, nkv, V, tied, head_dim=None, rope_theta=500000.0, rms
 class ModelCase:
     """A model case. version is the file format it is written in (2, or 1 to
     keep a v1 file that proves the reader still runs v1); norm_std is the
-    standard deviation of the norm weights around 1."""
+    standard deviation of the norm weights around 1; scale maps a parameter
+    name suffix (e.g. "self_attn.q_proj.weight") to a power of two that every
+    parameter ending with it is multiplied by after the random draw (the
+    large-magnitude cases), so the draw itself is the unscaled case's."""
 
     kind = "model"
 
-    def __init__(self, name, seed, config, B, T, description, version=2, norm_std=0.1):
+    def __init__(self, name, seed, config, B, T, description, version=2, norm_std=0.1, scale=None):
         self.name, self.seed, self.config, self.B, self.T = name, seed, config, B, T
         self.description = description
         self.version, self.norm_std = version, norm_std
+        self.scale = dict(scale or {})
+        for suffix, factor in self.scale.items():
+            mantissa, _ = math.frexp(factor)
+            if factor <= 0 or mantissa != 0.5:
+                raise ValueError("case %s: scale[%r] = %r: expected a positive power of two" % (name, suffix, factor))
 
 
 class BitlinearCase:
@@ -115,6 +125,36 @@ def tie_bitlinear(unit):
     return build
 
 
+# The activation magnitude of bitlinear-large: max|x| per row is 2^122
+# (5.3e36), so x*127 overflows float32 (3.4e38) while x*(127/max|x|) does not.
+LARGE_ACT = 2.0 ** 122
+
+
+def large_bitlinear(g):
+    """Activations near float32 overflow and integer sums past int16.
+
+    Every x row has max|x| = 2^122: an act_quant that forms x*127 before
+    dividing by max|x| overflows to inf. Row 0 is the constant +2^122 (every
+    code +127), row 1 alternates +-2^122 (codes +-127); weight row 0 is all
+    +mean|W| and row 1 all -mean|W| (codes +1 and -1, every one), so
+    y[0,0] and y[0,1] sum 127*320 = 40640 integer products, past an int16
+    accumulator's 32767. Rows 2-3 of x are random. grad_y ~ N(0,1)/16, so
+    grad.weight stays below 4*3*2^122/16, far from overflow.
+    """
+    N, n_in, n_out = 4, 320, 16
+    x = torch.randn(N, n_in, generator=g)
+    x = x / x.abs().amax(dim=1, keepdim=True)
+    x[0] = 1.0
+    x[1] = torch.tensor([1.0, -1.0]).repeat(n_in // 2)
+    x = x * LARGE_ACT
+    weight = torch.randn(n_out, n_in, generator=g) * 0.02
+    m = weight.abs().mean()
+    weight[0] = m
+    weight[1] = -m
+    grad_y = torch.randn(N, n_out, generator=g) / 16
+    return x, weight, grad_y
+
+
 CASES = [
     ModelCase(
         "model-mha-tied-L1-hd16-V251-T13", 101,
@@ -172,6 +212,29 @@ CASES = [
     BitlinearCase(
         "bitlinear-ties-scaled", 204, tie_bitlinear(0.5),
         description="as bitlinear-ties with weight and act scales exactly 2 (mean|W| = 0.5, max|x| = 63.5)"),
+    # Large magnitudes: a softmax without the max shift (exp of a score or
+    # logit above 88.7 is inf in float32), an act_quant that overflows, or an
+    # int16 accumulator fails at its op on these, and only there.
+    ModelCase(
+        "model-gqa-tied-L2-large-scores", 108,
+        hf_config(H=64, I=128, L=2, nh=4, nkv=2, V=128, tied=True),
+        B=2, T=24,
+        description="GQA 2:1, tied, 2 layers; q_proj and k_proj weights times 256, so attention scores reach "
+                    "about 2900 and most rows' largest score is above 88.7 (and 709.8): exp without subtracting the "
+                    "row max overflows float32 (and float64), the max-shifted softmax does not",
+        scale={"self_attn.q_proj.weight": 256.0, "self_attn.k_proj.weight": 256.0}),
+    ModelCase(
+        "model-mha-untied-L2-large-logits", 109,
+        hf_config(H=64, I=128, L=2, nh=4, nkv=4, V=160, tied=False),
+        B=2, T=20,
+        description="MHA, untied, 2 layers; model.norm weight times 2048, so logits reach about 1100 and every "
+                    "position's largest logit is above 88.7: a log-softmax (loss) without the max shift overflows "
+                    "float32 (and, above 709.8, float64)",
+        scale={"model.norm.weight": 2048.0}),
+    BitlinearCase(
+        "bitlinear-large", 205, large_bitlinear,
+        description="max|x| = 2^122 in every row (x*127 overflows float32); a constant row and an alternating row "
+                    "of codes +-127 against weight rows of all +1 and all -1 codes: integer sums of 40640, past int16"),
 ]
 
 
@@ -181,9 +244,41 @@ def build_model_inputs(case):
     cfg = reference.Config(case.config)
     params = reference.init_params(cfg, g, std=case.config["initializer_range"], norm_std=case.norm_std)
     ids = torch.randint(0, cfg.vocab_size, (case.B, case.T), generator=g, dtype=torch.int64)
+    apply_scale(case, params)
     # The largest id is both looked up and a loss target.
     ids[0, -2] = cfg.vocab_size - 1
     return cfg, params, ids
+
+
+def apply_scale(case, params):
+    """Multiplies the parameters named by case.scale, in place (exact: powers of two)."""
+    for suffix, factor in case.scale.items():
+        hit = [n for n in params if n.endswith(suffix)]
+        if not hit:
+            raise ValueError("case %s: scale[%r] matches no parameter" % (case.name, suffix))
+        with torch.no_grad():
+            for n in hit:
+                params[n].mul_(factor)
+
+
+def largest_magnitudes(cfg, out):
+    """(largest attention score of each layer, largest logit) of a
+    reference.forward result: the scores are recomputed from the trace's q
+    and k as causal_attention computes them (RoPE, GQA, times hd^-0.5),
+    over the causal entries only."""
+    B, T, _ = out["logits"].shape
+    nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    with torch.no_grad():
+        cos, sin = reference.rope_cos_sin(T, hd, cfg.rope_theta, out["logits"].dtype)
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        scores = []
+        for tr in out["trace"]:
+            q = reference.apply_rope(tr["q"].view(B, T, nh, hd).transpose(1, 2), cos, sin)
+            k = reference.apply_rope(tr["k"].view(B, T, nkv, hd).transpose(1, 2), cos, sin)
+            k = reference.expand_kv(k, nh // nkv)
+            s = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)
+            scores.append(float(s[..., causal].max()))
+        return scores, float(out["logits"].max())
 
 
 def build_bitlinear_inputs(case):

@@ -14,7 +14,10 @@ The space (see draw_config): 1-8 layers, T 2-256, B 1-3, MHA, GQA and MQA,
 head_dim derived or explicit (even, may differ from hidden/heads), hidden
 8-512, intermediate hidden/2 .. 4*hidden, vocab 16-1024, odd sizes
 allowed, tied and untied, latent init std U[0.02, 0.1], norm weight std
-U[0, 0.2], rope_theta 1e4 or 5e5, eps 1e-5 or 1e-6. Sizes are drawn
+U[0, 0.2], rope_theta 1e4 or 5e5, eps 1e-5 or 1e-6; LARGE_FRACTION of
+the cases are large-magnitude (make_large: attention scores, logits or
+both scaled by powers of two to reach 150-3000, past exp's float32
+overflow at 88.7). Sizes are drawn
 log-uniformly, so most cases are small and cheap, and a draw whose file
 would exceed --max-bytes or whose work would exceed --max-work is redrawn
 (from the same case seed, so still deterministic).
@@ -27,8 +30,11 @@ import random
 import time
 
 from . import determinism  # noqa: F401  (first: one BLAS thread before torch loads)
+import torch
+
 from . import cases
 from . import generate
+from . import reference
 
 SCRIPT = "golden.toolkit.sweep"
 
@@ -38,6 +44,14 @@ MAX_BYTES = 40 * 1000 * 1000  # one case file
 # case at this limit takes a few seconds here, so the file size, not the
 # work, is what usually rejects a draw.
 MAX_WORK = 4e8
+# The share of cases made large-magnitude (see make_large), and what each
+# large case scales: the attention scores, the logits, or both.
+LARGE_FRACTION = 0.2
+LARGE_KINDS = ["scores", "logits", "both"]
+# Largest attention score or logit a large case is scaled to reach, drawn
+# log-uniformly: above 88.7, where exp overflows float32, and up to past
+# 709.8, where it overflows float64.
+LARGE_TARGET = (150.0, 3000.0)
 
 
 def log_uniform_int(rng, lo, hi):
@@ -101,6 +115,35 @@ def estimate(config, B, T):
     return 4 * floats + B * T * 8, work
 
 
+def power_of_two_at_least(x):
+    """The smallest power of two >= x (x > 0)."""
+    return 2.0 ** math.ceil(math.log2(x))
+
+
+def make_large(case, kind, target):
+    """Returns case with its q_proj and k_proj weights (kind "scores" or
+    "both") and its model.norm weight ("logits" or "both") multiplied by
+    powers of two, so that its largest layer-0 attention score, and its
+    largest logit, reach at least target. The factors come from one float32
+    run of the unscaled case, and the scaling is exact: layer 0's scores
+    are multiplied by the product of the q and k factors (one factor each,
+    the square root of what is needed), the logits by the model.norm
+    factor. Later layers' scores move with what layer 0 changed."""
+    cfg, params, ids = cases.build_model_inputs(case)
+    with torch.no_grad():
+        scores, logit = cases.largest_magnitudes(cfg, reference.forward(cfg, params, ids))
+    scale = {}
+    if kind in ("scores", "both"):
+        factor = power_of_two_at_least(math.sqrt(target / max(scores[0], 1e-6)))
+        scale["self_attn.q_proj.weight"] = scale["self_attn.k_proj.weight"] = max(factor, 1.0)
+    if kind in ("logits", "both"):
+        scale["model.norm.weight"] = max(power_of_two_at_least(target / max(logit, 1e-6)), 1.0)
+    note = ", ".join("%s x%g" % (n, f) for n, f in scale.items())
+    description = "%s; large %s (target %.0f): %s" % (case.description, kind, target, note)
+    return cases.ModelCase(case.name + "-large-" + kind, case.seed, case.config, case.B, case.T, description,
+                           version=case.version, norm_std=case.norm_std, scale=scale)
+
+
 def draw_case(seed, k, max_bytes, max_work):
     case_seed = seed * 1000 + k
     rng = random.Random(case_seed)
@@ -114,7 +157,14 @@ def draw_case(seed, k, max_bytes, max_work):
     name = "sweep-s%d-%03d-%s" % (seed, k, shape)
     description = "random sweep case %d of seed %d (%s): %s, init std %s, norm std %s" % (
         k, seed, SCRIPT, shape, config["initializer_range"], norm_std)
-    return cases.ModelCase(name, case_seed, config, B, T, description, version=2, norm_std=norm_std)
+    case = cases.ModelCase(name, case_seed, config, B, T, description, version=2, norm_std=norm_std)
+    # Drawn after the config, so a seed's configs are those of the sweep
+    # before large cases existed.
+    if rng.random() < LARGE_FRACTION:
+        kind = rng.choice(LARGE_KINDS)
+        target = math.exp(rng.uniform(math.log(LARGE_TARGET[0]), math.log(LARGE_TARGET[1])))
+        case = make_large(case, kind, target)
+    return case
 
 
 def main():

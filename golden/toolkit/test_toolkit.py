@@ -25,12 +25,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import bugs
+from . import cases as case_list
 from . import dump
 from . import examples as bm
 from . import format as fmt
 from . import manifest
 from . import reference
 from . import safetensors_io
+from . import sweep
 from . import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -444,6 +446,120 @@ class Toolkit(Tmp):
             moved = [c.name for c in chosen if (b.bitlinear or c.kind == "model")
                      and not torch.equal(bugs.run_with(c, b)["out"], want[c.name])]
             self.assertTrue(moved, b.name)
+
+
+FLOAT32_EXP_LIMIT = 88.72  # exp(x) is inf in float32 above this
+FLOAT64_EXP_LIMIT = 709.78
+
+
+def file_scores(t, cfg, layer):
+    """The causal attention scores [B, nh, T, T] of a case file's layer,
+    from its trace q and k; entries above the diagonal are -inf."""
+    B, T = t["input_ids"].shape
+    nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    cos, sin = reference.rope_cos_sin(T, hd, cfg.rope_theta, torch.float32)
+    q = reference.apply_rope(t["trace.%d.q" % layer].view(B, T, nh, hd).transpose(1, 2), cos, sin)
+    k = reference.expand_kv(reference.apply_rope(t["trace.%d.k" % layer].view(B, T, nkv, hd).transpose(1, 2), cos, sin),
+                            nh // nkv)
+    s = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)
+    return s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(diagonal=1), float("-inf"))
+
+
+def naive_softmax(s):
+    """softmax without subtracting the row max: the bug the large cases catch."""
+    e = torch.exp(s)
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+class LargeMagnitude(unittest.TestCase):
+    """The committed large-magnitude cases hold what their descriptions say,
+    so a softmax without the max shift, or an act_quant that forms x*127,
+    fails on them (and only the op at fault sees a non-finite value)."""
+
+    def read(self, name):
+        meta, t = safetensors_io.read(os.path.join(CASES, name + ".safetensors"))
+        return meta, t
+
+    def test_large_scores(self):
+        meta, t = self.read("model-gqa-tied-L2-large-scores")
+        cfg = fmt.Config(json.loads(meta["config"]))
+        for layer in range(cfg.num_layers):
+            s = file_scores(t, cfg, layer)
+            row_max = s.amax(dim=-1)
+            self.assertGreater(float((row_max > FLOAT32_EXP_LIMIT).double().mean()), 0.8, layer)
+            self.assertGreater(float(row_max.max()), FLOAT64_EXP_LIMIT, layer)
+            self.assertFalse(bool(torch.isfinite(naive_softmax(s)).all()), layer)
+            self.assertFalse(bool(torch.isfinite(naive_softmax(s.double())).all()), layer)
+            self.assertTrue(bool(torch.isfinite(torch.softmax(s, dim=-1)).all()), layer)
+        # The file's attention is the max-shifted softmax of those scores.
+        B, T = t["input_ids"].shape
+        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        v = reference.expand_kv(t["trace.0.v"].view(B, T, nkv, hd).transpose(1, 2), nh // nkv)
+        attn = torch.matmul(torch.softmax(file_scores(t, cfg, 0), dim=-1), v).transpose(1, 2).reshape(B, T, nh * hd)
+        self.assertLess(validate.rel(attn, t["trace.0.attn"]), 1e-5)
+
+    def test_large_logits(self):
+        meta, t = self.read("model-mha-untied-L2-large-logits")
+        logits = t["logits"]
+        self.assertTrue(bool((logits.amax(dim=-1) > FLOAT32_EXP_LIMIT).all()))
+        self.assertGreater(float((logits.amax(dim=-1) > FLOAT64_EXP_LIMIT).double().mean()), 0.5)
+        V = logits.shape[-1]
+        flat, targets = logits[:, :-1].reshape(-1, V), t["input_ids"][:, 1:].reshape(-1)
+        naive = -(torch.log(torch.exp(flat).sum(dim=-1)) - flat.gather(1, targets[:, None])[:, 0]).mean()
+        self.assertFalse(bool(torch.isfinite(naive)))
+        self.assertTrue(bool(torch.isfinite(t["loss"])))
+        self.assertLess(abs(float(reference.loss_of(logits.double(), t["input_ids"])) - float(t["loss"])),
+                        1e-5 * float(t["loss"]))
+
+    def test_large_bitlinear(self):
+        _, t = self.read("bitlinear-large")
+        x, w = t["x"], t["weight"]
+        self.assertTrue(bool(torch.isfinite(x).all()))
+        self.assertFalse(bool(torch.isfinite(x * 127.0).all()))  # x*127 overflows float32
+        self.assertTrue(torch.equal(x.abs().amax(dim=1), torch.full((x.shape[0],), case_list.LARGE_ACT)))
+        s_x = 127.0 / x.abs().amax(dim=1, keepdim=True)
+        x_codes = (x * s_x).round().clamp(-128, 127)
+        w_codes = (w / w.abs().mean()).round().clamp(-1, 1)
+        self.assertTrue(bool((x_codes[0] == 127).all()) and bool((x_codes[1].abs() == 127).all()))
+        self.assertTrue(bool((w_codes[0] == 1).all()) and bool((w_codes[1] == -1).all()))
+        sums = x_codes.double() @ w_codes.double().T
+        self.assertEqual(float(sums[0, 0]), 127.0 * x.shape[1])
+        self.assertGreater(float(sums.abs().max()), 32767)  # past an int16 accumulator
+        self.assertTrue(bool(torch.isfinite(t["y"]).all()) and bool(torch.isfinite(t["grad.weight"]).all()))
+
+    def test_scale_is_exact_and_checked(self):
+        # A scaled case draws the unscaled case's values and multiplies them
+        # exactly (powers of two).
+        case = next(c for c in case_list.CASES if c.name == "model-gqa-tied-L2-large-scores")
+        plain = case_list.ModelCase("plain", case.seed, case.config, case.B, case.T, "")
+        _, scaled, ids = case_list.build_model_inputs(case)
+        _, base, base_ids = case_list.build_model_inputs(plain)
+        self.assertTrue(torch.equal(ids, base_ids))
+        for name in base:
+            factor = 256.0 if name.endswith(("q_proj.weight", "k_proj.weight")) else 1.0
+            self.assertTrue(torch.equal(scaled[name].detach(), base[name].detach() * factor), name)
+        with self.assertRaisesRegex(ValueError, "power of two"):
+            case_list.ModelCase("bad", 1, case.config, 1, 2, "", scale={"model.norm.weight": 3.0})
+        with self.assertRaisesRegex(ValueError, "matches no parameter"):
+            case_list.build_model_inputs(case_list.ModelCase("bad", 1, case.config, 1, 2, "", scale={"nope": 2.0}))
+
+    def test_sweep_large_cases(self):
+        # Some cases of a seed are large, each reaching its target in layer 0
+        # and the logits; the other cases are the same draws as before.
+        drawn = [sweep.draw_case(1234, k, sweep.MAX_BYTES, sweep.MAX_WORK) for k in range(20)]
+        large = [c for c in drawn if "-large-" in c.name]
+        self.assertGreaterEqual(len(large), 2)
+        for case in large:
+            target = float(case.description.split("(target ")[1].split(")")[0])
+            cfg, params, ids = case_list.build_model_inputs(case)
+            with torch.no_grad():
+                scores, logit = case_list.largest_magnitudes(cfg, reference.forward(cfg, params, ids))
+            if case.name.endswith(("-scores", "-both")):
+                self.assertGreaterEqual(scores[0], target * 0.99, case.name)
+            if case.name.endswith(("-logits", "-both")):
+                self.assertGreaterEqual(logit, target * 0.99, case.name)
+        for case in drawn:
+            self.assertEqual("-large-" in case.name, bool(case.scale), case.name)
 
 
 if __name__ == "__main__":
