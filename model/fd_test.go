@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/tritter-ai/conformance/internal/ops"
 )
 
 // Finite-difference checks of the hand-written backward pass. Everything
@@ -29,16 +31,40 @@ func tinyBatch(cfg Config, B, T int, seed uint64) Batch {
 	return Batch{B: B, T: T, IDs: ids}
 }
 
+// identityLinear is a BitLinear whose quantizers are the identity: y =
+// x·Wᵀ. Its straight-through backward is then the exact gradient, which
+// finite differences can check.
+type identityLinear struct {
+	out, in int
+	w       []float64
+}
+
+func newIdentityLinear(w []float64, out, in int, _ ops.Rounding) ops.Linear[float64] {
+	return identityLinear{out, in, w}
+}
+
+func (l identityLinear) Dims() (int, int) { return l.out, l.in }
+
+func (l identityLinear) Forward(y, x []float64, N int) {
+	ops.MatmulNT(y, x, l.w, N, l.out, l.in, false)
+}
+
+func (l identityLinear) Backward(gradX, gradW, x, gradY []float64, N int) {
+	ops.MatmulNN(gradX, gradY, l.w, N, l.in, l.out, true)
+	if gradW != nil {
+		ops.MatmulTN(gradW, gradY, x, l.out, l.in, N, false)
+	}
+}
+
 // float64Net runs the model's architecture in float64 on its own copy of
 // the parameters, with identity quantizers.
 type float64Net struct {
 	cfg    Config
 	params map[string][]float64
-	q      quirks
 }
 
 func newFloat64Net(m *Model) *float64Net {
-	f := &float64Net{cfg: m.cfg, params: map[string][]float64{}, q: quirks{identityQuant: true}}
+	f := &float64Net{cfg: m.cfg, params: map[string][]float64{}}
 	for _, p := range m.params {
 		v := make([]float64, Elements(p.shape))
 		for i, x := range p.Float32() {
@@ -51,13 +77,15 @@ func newFloat64Net(m *Model) *float64Net {
 
 func (f *float64Net) network(B, T int) *network[float64] {
 	d := configDims(f.cfg, B, T)
-	embed := denseMatrix[float64]{f.params["model.embed_tokens.weight"], d.H}
+	embed := ops.DenseMatrix[float64]{Data: f.params["model.embed_tokens.weight"], Cols: d.H}
 	head := embed
 	if !f.cfg.TieWordEmbeddings {
-		head = denseMatrix[float64]{f.params["lm_head.weight"], d.H}
+		head = ops.DenseMatrix[float64]{Data: f.params["lm_head.weight"], Cols: d.H}
 	}
+	table := ops.Reference[float64]()
+	table.Linear = newIdentityLinear
 	return &network[float64]{
-		d: d, embed: embed, head: head, tied: f.cfg.TieWordEmbeddings,
+		d: d, ops: table, embed: embed, head: head, tied: f.cfg.TieWordEmbeddings,
 		finalNorm: f.params["model.norm.weight"],
 		layer: func(i int) (*layerWeights[float64], error) {
 			w := &layerWeights[float64]{}
@@ -68,14 +96,13 @@ func (f *float64Net) network(B, T int) *network[float64] {
 				if spec.Kind == KindNorm {
 					w.norms[slot] = v
 				} else {
-					w.linears[slot] = newFloatLinear(v, int(spec.Shape[0]), int(spec.Shape[1]), &f.q)
+					w.linears[slot] = table.Linear(v, int(spec.Shape[0]), int(spec.Shape[1]), ops.Rounding{})
 				}
 			}
 			return w, nil
 		},
 		layers: int(f.cfg.NumHiddenLayers),
 		names:  layerName,
-		q:      &f.q,
 	}
 }
 
@@ -93,7 +120,7 @@ func (f *float64Net) loss(b Batch) float64 {
 	if err != nil {
 		panic(err)
 	}
-	return crossEntropyForward[float64](nil, r.logits, b.IDs, b.B, b.T, int(f.cfg.VocabSize), &quirks{})
+	return ops.CrossEntropy[float64](nil, r.logits, b.IDs, b.B, b.T, int(f.cfg.VocabSize))
 }
 
 // fdCompare checks analytic against central differences of loss over the
@@ -205,51 +232,50 @@ func dot(a, b []float64) float64 {
 
 func TestFiniteDifferencesOps(t *testing.T) {
 	c := newOpCheck(t)
-	q := &quirks{identityQuant: true}
 	const N, C = 5, 12
 
 	t.Run("rmsnorm", func(t *testing.T) {
 		x, w, r := c.rand(N*C), c.rand(C), c.rand(N*C)
 		f := func() float64 {
 			out, rstd := make([]float64, N*C), make([]float64, N)
-			rmsNormForward(out, rstd, x, w, N, C, 1e-5, q)
+			ops.RMSNorm(out, rstd, x, w, N, C, 1e-5)
 			return dot(out, r)
 		}
 		out, rstd := make([]float64, N*C), make([]float64, N)
-		rmsNormForward(out, rstd, x, w, N, C, 1e-5, q)
+		ops.RMSNorm(out, rstd, x, w, N, C, 1e-5)
 		gx, gw := make([]float64, N*C), make([]float64, C)
-		rmsNormBackward(gx, gw, r, x, w, rstd, N, C, &quirks{})
+		ops.RMSNormBackward(gx, gw, r, x, w, rstd, N, C)
 		fdCompare(t, "x", x, gx, f)
 		fdCompare(t, "w", w, gw, f)
 	})
 
 	t.Run("rope", func(t *testing.T) {
 		const B, T, heads, hd = 2, 5, 3, 6
-		rt := newRopeTable[float64](T, hd, 10000)
+		rt := ops.NewRopeTable[float64](T, hd, 10000)
 		x, r := c.rand(B*T*heads*hd), c.rand(B*T*heads*hd)
 		f := func() float64 {
 			y := append([]float64(nil), x...)
-			ropeForward(y, rt, B, T, heads, q)
+			ops.Rope(y, rt, B, T, heads)
 			return dot(y, r)
 		}
 		g := append([]float64(nil), r...)
-		ropeBackward(g, rt, B, T, heads, q)
+		ops.RopeBackward(g, rt, B, T, heads)
 		fdCompare(t, "x", x, g, f)
 	})
 
 	t.Run("attention", func(t *testing.T) {
-		s := attnShape{B: 2, T: 5, nh: 4, nkv: 2, hd: 3}
-		nq, nkv := s.B*s.T*s.nh*s.hd, s.B*s.T*s.nkv*s.hd
+		s := ops.AttnShape{B: 2, T: 5, NH: 4, NKV: 2, HD: 3}
+		nq, nkv := s.B*s.T*s.NH*s.HD, s.B*s.T*s.NKV*s.HD
 		qq, k, v, r := c.rand(nq), c.rand(nkv), c.rand(nkv), c.rand(nq)
-		att := make([]float64, s.B*s.nh*s.T*s.T)
+		att := make([]float64, s.B*s.NH*s.T*s.T)
 		f := func() float64 {
 			out := make([]float64, nq)
-			attentionForward(out, att, qq, k, v, s, q)
+			ops.Attention(out, att, qq, k, v, s)
 			return dot(out, r)
 		}
 		f()
 		gq, gk, gv := make([]float64, nq), make([]float64, nkv), make([]float64, nkv)
-		attentionBackward(gq, gk, gv, r, att, qq, k, v, s, q)
+		ops.AttentionBackward(gq, gk, gv, r, att, qq, k, v, s)
 		fdCompare(t, "q", qq, gq, f)
 		fdCompare(t, "k", k, gk, f)
 		fdCompare(t, "v", v, gv, f)
@@ -259,27 +285,32 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		gate, up, r := c.rand(N*C), c.rand(N*C), c.rand(N*C)
 		f := func() float64 {
 			out := make([]float64, N*C)
-			gluForward(out, gate, up, q)
+			ops.GLU(out, gate, up)
 			return dot(out, r)
 		}
 		gg, gu := make([]float64, N*C), make([]float64, N*C)
-		gluBackward(gg, gu, r, gate, up, q)
+		ops.GLUBackward(gg, gu, r, gate, up)
 		fdCompare(t, "gate", gate, gg, f)
 		fdCompare(t, "up", up, gu, f)
 	})
 
-	t.Run("bitlinear-identity-quant", func(t *testing.T) {
+	// The quantizers have no useful derivative, so BitLinear's backward is
+	// straight-through by definition: that of x·Wᵀ taken at
+	// (act_quant(x), weight_quant(W)), which the identity linear's
+	// finite-difference check (the whole model above) covers.
+	t.Run("bitlinear-straight-through", func(t *testing.T) {
 		const out, in = 7, C
-		x, w, r := c.rand(N*in), c.rand(out*in), c.rand(N*out)
-		f := func() float64 {
-			y := make([]float64, N*out)
-			newFloatLinear(w, out, in, q).forward(y, x, N)
-			return dot(y, r)
-		}
+		x, w, gy := c.rand(N*in), c.rand(out*in), c.rand(N*out)
 		gx, gw := make([]float64, N*in), make([]float64, out*in)
-		newFloatLinear(w, out, in, q).backward(gx, gw, x, r, N)
-		fdCompare(t, "x", x, gx, f)
-		fdCompare(t, "w", w, gw, f)
+		ops.NewFloatLinear(w, out, in, ops.Rounding{}).Backward(gx, gw, x, gy, N)
+		xq, wq := make([]float64, N*in), make([]float64, out*in)
+		ops.ActQuant(xq, x, N, in, ops.Rounding{})
+		ops.WeightQuant(wq, w, ops.Rounding{})
+		wantX, wantW := make([]float64, N*in), make([]float64, out*in)
+		newIdentityLinear(wq, out, in, ops.Rounding{}).Backward(wantX, wantW, xq, gy, N)
+		if compare(narrowed(gx), narrowed(wantX)).maxAbs != 0 || compare(narrowed(gw), narrowed(wantW)).maxAbs != 0 {
+			t.Error("BitLinear backward differs from the identity linear's at (act_quant(x), weight_quant(W))")
+		}
 	})
 
 	t.Run("embedding-head-crossentropy", func(t *testing.T) {
@@ -288,20 +319,20 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		table, w := c.rand(V*H), c.rand(V*H)
 		f := func() float64 {
 			x := make([]float64, B*T*H)
-			embeddingForward(x, denseMatrix[float64]{table, H}, ids, H, &quirks{})
+			ops.Embedding(x, ops.DenseMatrix[float64]{Data: table, Cols: H}, ids, H)
 			logits := make([]float64, B*T*V)
-			headForward(logits, x, denseMatrix[float64]{w, H}, B*T, V, H, q)
-			return crossEntropyForward[float64](nil, logits, ids, B, T, V, &quirks{})
+			ops.Head(logits, x, ops.DenseMatrix[float64]{Data: w, Cols: H}, B*T, V, H)
+			return ops.CrossEntropy[float64](nil, logits, ids, B, T, V)
 		}
 		x := make([]float64, B*T*H)
-		embeddingForward(x, denseMatrix[float64]{table, H}, ids, H, &quirks{})
+		ops.Embedding(x, ops.DenseMatrix[float64]{Data: table, Cols: H}, ids, H)
 		logits := make([]float64, B*T*V)
-		headForward(logits, x, denseMatrix[float64]{w, H}, B*T, V, H, q)
+		ops.Head(logits, x, ops.DenseMatrix[float64]{Data: w, Cols: H}, B*T, V, H)
 		gl := make([]float64, B*T*V)
-		crossEntropyForward(gl, logits, ids, B, T, V, &quirks{})
+		ops.CrossEntropy(gl, logits, ids, B, T, V)
 		gx, gw, gt := make([]float64, B*T*H), make([]float64, V*H), make([]float64, V*H)
-		headBackward(gx, gw, gl, x, denseMatrix[float64]{w, H}, B*T, V, H, &quirks{})
-		embeddingBackward(gt, gx, ids, H, &quirks{})
+		ops.HeadBackward(gx, gw, gl, x, ops.DenseMatrix[float64]{Data: w, Cols: H}, B*T, V, H)
+		ops.EmbeddingBackward(gt, gx, ids, H)
 		fdCompare(t, "head", w, gw, f)
 		fdCompare(t, "table", table, gt, f)
 	})

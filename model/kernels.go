@@ -4,24 +4,9 @@ import (
 	"math"
 	"sync"
 
+	"github.com/tritter-ai/conformance/internal/ops"
 	"github.com/tritter-ai/conformance/kernels"
-	"github.com/tritter-ai/conformance/kernels/sgemm"
 )
-
-// The float32 matrix products of the model all go through these three
-// functions, so that the GEMM implementation is swapped in one place.
-
-func gemmNT(c, a, b []float32, m, n, k int, accumulate bool) {
-	sgemm.NT(c, a, b, m, n, k, accumulate)
-}
-
-func gemmNN(c, a, b []float32, m, n, k int, accumulate bool) {
-	sgemm.NN(c, a, b, m, n, k, accumulate)
-}
-
-func gemmTN(c, a, b []float32, m, n, k int, accumulate bool) {
-	sgemm.TN(c, a, b, m, n, k, accumulate)
-}
 
 // ternaryWeight is a BitLinear weight in its quantized form: ternary values
 // packed for the integer kernels plus the factor that dequantizes them.
@@ -141,7 +126,7 @@ var bf16Values = func() (v [1 << 16]float32) {
 }()
 
 // dequantized returns Wq[out,in] in float32, rounded exactly as the float
-// path's weightQuant rounds it.
+// path's ops.WeightQuant rounds it.
 func (tw *ternaryWeight) dequantized() []float32 { return tw.dequantizeInto(nil) }
 
 // dequantizeInto is dequantized writing into buf when it is long enough.
@@ -168,14 +153,14 @@ func (tw *ternaryWeight) dequantizeInto(buf []float32) []float32 {
 			table[b] = values[v+1]
 		}
 		w := tw.latentBF16
-		parallelFor(len(wq), 1, func(lo, hi int) {
+		ops.ParallelFor(len(wq), 1, func(lo, hi int) {
 			for i, b := range w[lo:hi] {
 				wq[lo+i] = table[b]
 			}
 		})
 	case tw.latentF32 != nil:
 		w := tw.latentF32
-		parallelFor(len(wq), 2, func(lo, hi int) {
+		ops.ParallelFor(len(wq), 2, func(lo, hi int) {
 			var tern [4096]int8
 			for c := lo; c < hi; c += len(tern) {
 				n := min(len(tern), hi-c)
@@ -187,7 +172,7 @@ func (tw *ternaryWeight) dequantizeInto(buf []float32) []float32 {
 		})
 	default:
 		tern := tw.t.Unpack()
-		parallelFor(len(tern), 1, func(lo, hi int) {
+		ops.ParallelFor(len(tern), 1, func(lo, hi int) {
 			for i, v := range tern[lo:hi] {
 				wq[lo+i] = values[v+1]
 			}
@@ -221,10 +206,10 @@ type linearScratch struct {
 	acc    []int32
 }
 
-func (l kernelLinear) dims() (int, int) { return l.w.t.Rows, l.w.t.Cols }
+func (l kernelLinear) Dims() (int, int) { return l.w.t.Rows, l.w.t.Cols }
 
-func (l kernelLinear) forward(y, x []float32, N int) {
-	_, in := l.dims()
+func (l kernelLinear) Forward(y, x []float32, N int) {
+	_, in := l.Dims()
 	s := l.s
 	s.q, s.scales = scratch(s.q, N*in), scratch(s.scales, N)
 	kernels.QuantizeActivations(s.q, s.scales, x[:N*in], N, in)
@@ -235,7 +220,7 @@ func (l kernelLinear) forward(y, x []float32, N int) {
 // gate/up). When all are kernel linears sharing one scratch, x is
 // quantized once: act_quant is deterministic, so each output is the one
 // its own forward would give.
-func forwardShared[F float](ls []linearOp[F], ys [][]F, x []F, N int) {
+func forwardShared[F ops.Float](ls []ops.Linear[F], ys [][]F, x []F, N int) {
 	var kls []kernelLinear
 	for _, l := range ls {
 		kl, ok := any(l).(kernelLinear)
@@ -247,15 +232,15 @@ func forwardShared[F float](ls []linearOp[F], ys [][]F, x []F, N int) {
 	}
 	if kls == nil {
 		for i, l := range ls {
-			l.forward(ys[i], x, N)
+			l.Forward(ys[i], x, N)
 		}
 		return
 	}
-	_, in := kls[0].dims()
+	_, in := kls[0].Dims()
 	for _, kl := range kls[1:] {
-		if _, in2 := kl.dims(); in2 != in {
+		if _, in2 := kl.Dims(); in2 != in {
 			for i, l := range ls {
-				l.forward(ys[i], x, N)
+				l.Forward(ys[i], x, N)
 			}
 			return
 		}
@@ -270,13 +255,13 @@ func forwardShared[F float](ls []linearOp[F], ys [][]F, x []F, N int) {
 
 // forwardQuantized is forward after act_quant: the input is s.q, s.scales.
 func (l kernelLinear) forwardQuantized(y []float32, N int) {
-	out, _ := l.dims()
+	out, _ := l.Dims()
 	s := l.s
 	s.acc = scratch(s.acc, N*out)
 	q, scales, acc := s.q, s.scales, s.acc
 	l.w.t.MatMul(acc, q, N)
 	multiplies, scale := l.w.multiplies, l.w.scale
-	parallelFor(N, out, func(lo, hi int) {
+	ops.ParallelFor(N, out, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			// one factor per token: 1/(s_x·s_w), or weight_scale/s_x
 			var factor float64
@@ -293,14 +278,14 @@ func (l kernelLinear) forwardQuantized(y []float32, N int) {
 	})
 }
 
-func (l kernelLinear) backward(gradX, gradW, x, gradY []float32, N int) {
-	out, in := l.dims()
+func (l kernelLinear) Backward(gradX, gradW, x, gradY []float32, N int) {
+	out, in := l.Dims()
 	s := l.s
 	s.wq = l.w.dequantizeInto(s.wq)
-	matmulNN(gradX, gradY, s.wq, N, in, out, true)
+	ops.MatmulNN(gradX, gradY, s.wq, N, in, out, true)
 	if gradW != nil {
-		s.xq = scratch(s.xq, len(x))
-		actQuant(s.xq, x, N, in, &quirks{})
-		matmulTN(gradW, gradY, s.xq, out, in, N, false)
+		s.xq = scratch(s.xq, N*in)
+		ops.ActQuant(s.xq, x, N, in, ops.Rounding{})
+		ops.MatmulTN(gradW, gradY, s.xq, out, in, N, false)
 	}
 }

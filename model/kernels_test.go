@@ -2,6 +2,8 @@ package model
 
 import (
 	"testing"
+
+	"github.com/tritter-ai/conformance/internal/ops"
 )
 
 func TestQuantizeBF16MatchesFloat32(t *testing.T) {
@@ -33,7 +35,7 @@ func TestQuantizeBF16MatchesFloat32(t *testing.T) {
 	// and the float path's weightQuant agrees with every way of
 	// dequantizing the cache: from float32 or bf16 latents, or unpacked
 	wq := make([]float32, len(wr))
-	weightQuant(wq, wr, &quirks{})
+	ops.WeightQuant(wq, wr, ops.Rounding{})
 	unpacked := &ternaryWeight{t: got.t, scale: got.scale}
 	for name, d := range map[string][]float32{"f32": want.dequantized(), "bf16": got.dequantized(), "unpacked": unpacked.dequantized()} {
 		for i, v := range d {

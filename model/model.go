@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/tritter-ai/conformance/internal/ops"
 	"github.com/tritter-ai/conformance/kernels"
 )
 
@@ -86,7 +87,9 @@ type Model struct {
 	cfg    Config
 	params []*Param
 	byName map[string]*Param
-	quirks quirks
+	// variant replaces reference ops (UseVariant); the zero value is the
+	// reference model.
+	variant ops.Variant
 	// stream materialises the layers of a streamed model (Options.Streamed).
 	stream *layerStream
 }
@@ -425,6 +428,14 @@ func offlineWeight(p *Param, w *kernels.Ternary, weightScale float32, conv Scale
 // Config returns the model's config.
 func (m *Model) Config() Config { return m.cfg }
 
+// UseVariant makes m run the ops of v in place of the reference ones, for
+// the conformance harness's self-test, which injects deliberate bugs
+// (internal/mutants) to prove that each is caught at its op. ops.Variant
+// is internal to this module, so code outside it cannot build one; the
+// zero Variant is the reference model. UseVariant must not run
+// concurrently with the model's other methods.
+func (m *Model) UseVariant(v ops.Variant) { m.variant = v }
+
 // Params lists the parameters in inventory order.
 func (m *Model) Params() []*Param { return append([]*Param(nil), m.params...) }
 
@@ -496,7 +507,7 @@ func (m *Model) prepareTernary() error {
 
 // f32ToBF16 rounds to nearest even; NaN stays NaN.
 func f32ToBF16(dst []uint16, src []float32) {
-	parallelFor(len(src), 1, func(lo, hi int) {
+	ops.ParallelFor(len(src), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			dst[i] = bf16Round(src[i])
 		}
@@ -514,7 +525,7 @@ func bf16Round(f float32) uint16 {
 }
 
 func bf16ToF32(dst []float32, src []uint16) {
-	parallelFor(len(src), 1, func(lo, hi int) {
+	ops.ParallelFor(len(src), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			dst[i] = math.Float32frombits(uint32(src[i]) << 16)
 		}
