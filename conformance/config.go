@@ -46,6 +46,11 @@ type TestConfig struct {
 	// CONFORMANCE_MASTER_DIR); the forward suite then checks the
 	// conversion code by code, scale by scale and on logits.
 	MasterDir string
+	// GGUFPath is a bitnet.cpp GGUF file to check against the -model-dir
+	// checkpoint it was converted from (-gguf, CONFORMANCE_GGUF); the gguf
+	// suite then checks it key by key, code by code and on logits. Empty
+	// means the suite checks a GGUF it writes itself.
+	GGUFPath string
 	// GoldenDirs are extra golden-case folders (-golden-dir=a,b,
 	// CONFORMANCE_GOLDEN_DIR). The committed cases, built into the binary,
 	// always run.
@@ -90,6 +95,7 @@ func BindFlags(fs *flag.FlagSet) *TestConfig {
 	fs.Var((*listFlag)(&c.ConfigDirs), "config-dir", "comma-separated folders of extra preset config.json files (env CONFORMANCE_CONFIG_DIR)")
 	fs.StringVar(&c.ModelDir, "model-dir", "", "HF BitNet checkpoint folder to check (env CONFORMANCE_MODEL_DIR)")
 	fs.StringVar(&c.MasterDir, "master-dir", "", "online master checkpoint folder that the offline -model-dir was converted from (env CONFORMANCE_MASTER_DIR)")
+	fs.StringVar(&c.GGUFPath, "gguf", "", "bitnet.cpp GGUF file converted from -model-dir, to check (env CONFORMANCE_GGUF)")
 	fs.Var((*listFlag)(&c.GoldenDirs), "golden-dir", "comma-separated extra golden-case folders (env CONFORMANCE_GOLDEN_DIR)")
 	fs.StringVar(&c.GoldenCompute, "golden-compute", c.GoldenCompute, "compute path of the golden checks: kernels, float or float64 (env CONFORMANCE_GOLDEN_COMPUTE)")
 	fs.StringVar(&c.MemoryMode, "memory-mode", c.MemoryMode, "how models hold their layers: auto, resident or streamed (env CONFORMANCE_MEMORY_MODE)")
@@ -118,6 +124,7 @@ func (c TestConfig) WithEnv() TestConfig {
 	list(&c.GoldenDirs, "CONFORMANCE_GOLDEN_DIR")
 	text(&c.ModelDir, "", "CONFORMANCE_MODEL_DIR")
 	text(&c.MasterDir, "", "CONFORMANCE_MASTER_DIR")
+	text(&c.GGUFPath, "", "CONFORMANCE_GGUF")
 	text(&c.GoldenCompute, def.GoldenCompute, "CONFORMANCE_GOLDEN_COMPUTE")
 	text(&c.MemoryMode, def.MemoryMode, "CONFORMANCE_MEMORY_MODE")
 	text(&c.ReportsDir, "", "CONFORMANCE_REPORTS_DIR")
@@ -162,7 +169,7 @@ func (c TestConfig) resolvePaths() TestConfig {
 		return out
 	}
 	c.ConfigDirs, c.GoldenDirs = many(c.ConfigDirs), many(c.GoldenDirs)
-	c.ModelDir, c.MasterDir = one(c.ModelDir), one(c.MasterDir)
+	c.ModelDir, c.MasterDir, c.GGUFPath = one(c.ModelDir), one(c.MasterDir), one(c.GGUFPath)
 	return c
 }
 
