@@ -1,12 +1,14 @@
 package conformance
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega"
 
 	"github.com/tritter-ai/conformance/conformance/numerics"
@@ -24,44 +26,81 @@ type GoldenCase struct {
 // Checks lists every check of the case against the Go model, in
 // computation order.
 func (c *GoldenCase) Checks() []numerics.Check {
-	return numerics.CaseChecks(c.Case, numerics.ModelTarget)
+	return c.evaluation().checks
 }
 
-// Results evaluates every check of the case on the run's compute path
-// (-golden-compute), once per suite process, and records them for the
-// numerics report: the specs of every area share one evaluation, so each
-// can say where the case's divergence starts.
-func (c *GoldenCase) Results() ([]numerics.Result, error) {
+// Want marks check i as one this suite process runs. The registration
+// functions call it for every spec they register (and a team's spec that
+// registers its own It per check should too), so that Results evaluates
+// exactly the checks the process's specs ask for: the forward suite never
+// pays for end-to-end gradients and the gradient suite never for the
+// end-to-end forward checks. Each evaluation is the case's one evaluation
+// in the run.
+func (c *GoldenCase) Want(i int) {
+	e := c.evaluation()
 	c.h.mu.Lock()
-	e, ok := c.h.evaluations[c.Case.Path]
-	if !ok {
-		e = &evaluation{}
-		c.h.evaluations[c.Case.Path] = e
-	}
+	e.wanted[i] = true
 	c.h.mu.Unlock()
+}
+
+// Results evaluates the wanted checks of the case on the run's compute
+// path (-golden-compute), once per suite process, and records them for the
+// numerics report: the specs of every area share one evaluation, so each
+// can say where the case's divergence starts. A check nobody wanted has a
+// Result whose Err says so.
+func (c *GoldenCase) Results() ([]numerics.Result, error) {
+	e := c.evaluation()
 	e.once.Do(func() {
-		e.results, e.err = numerics.Evaluate(c.Case, numerics.ModelTarget, c.Checks(), c.h.compute)
-		if e.err == nil {
-			c.h.mu.Lock()
-			c.h.records = append(c.h.records, numerics.Record(c.Case, e.results))
-			c.h.mu.Unlock()
+		c.h.mu.Lock()
+		var subset []numerics.Check
+		var at []int
+		for i, check := range e.checks {
+			if e.wanted[i] {
+				subset = append(subset, check)
+				at = append(at, i)
+			}
 		}
+		c.h.mu.Unlock()
+		var results []numerics.Result
+		results, e.err = numerics.Evaluate(c.Case, numerics.ModelTarget, subset, c.h.compute)
+		if e.err != nil {
+			return
+		}
+		e.results = make([]numerics.Result, len(e.checks))
+		for i, check := range e.checks {
+			e.results[i] = numerics.Result{Check: check, Err: errNotEvaluated}
+		}
+		for k, i := range at {
+			e.results[i] = results[k]
+		}
+		c.h.mu.Lock()
+		c.h.records = append(c.h.records, numerics.Record(c.Case, results))
+		c.h.mu.Unlock()
 	})
 	return e.results, e.err
 }
 
+// errNotEvaluated is the Err of a check no spec of the process wanted.
+var errNotEvaluated = errors.New("not evaluated in this suite process (no spec wanted it)")
+
 // ExpectCheck fails the spec when check i of the case failed, saying where
-// the case's divergence starts.
+// the case's divergence starts. A check that was not wanted is evaluated
+// on its own.
 func (c *GoldenCase) ExpectCheck(i int) {
 	GinkgoHelper()
 	results, err := c.Results()
 	Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Case.Path)
 	r := results[i]
+	if errors.Is(r.Err, errNotEvaluated) {
+		alone, err := numerics.Evaluate(c.Case, numerics.ModelTarget, c.Checks()[i:i+1], c.h.compute)
+		Expect(err).NotTo(HaveOccurred(), "building the model from %s", c.Case.Path)
+		r = alone[0]
+	}
 	if r.Passed() {
 		return
 	}
 	msg := r.String()
-	if first := numerics.FirstFailure(results); first != nil {
+	if first := firstFailure(results); first != nil {
 		if first.Check.Name == r.Check.Name {
 			msg += "\n(divergence starts here: this is the case's first failing check in computation order)"
 		} else {
@@ -71,11 +110,38 @@ func (c *GoldenCase) ExpectCheck(i int) {
 	Fail(msg)
 }
 
-// evaluation is one case's results, computed once.
+// firstFailure is the first evaluated check that failed.
+func firstFailure(results []numerics.Result) *numerics.Result {
+	for i := range results {
+		if !errors.Is(results[i].Err, errNotEvaluated) && !results[i].Passed() {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// evaluation is one case's checks and results in a suite process,
+// computed once.
 type evaluation struct {
+	checks  []numerics.Check
+	wanted  []bool
 	once    sync.Once
 	results []numerics.Result
 	err     error
+}
+
+// evaluation returns the case's evaluation, shared by every GoldenCase of
+// the same file in the harness.
+func (c *GoldenCase) evaluation() *evaluation {
+	c.h.mu.Lock()
+	defer c.h.mu.Unlock()
+	e, ok := c.h.evaluations[c.Case.Path]
+	if !ok {
+		checks := numerics.CaseChecks(c.Case, numerics.ModelTarget)
+		e = &evaluation{checks: checks, wanted: make([]bool, len(checks))}
+		c.h.evaluations[c.Case.Path] = e
+	}
+	return e
 }
 
 // goldenFiles loads the committed cases and every -golden-dir file, once.
@@ -113,11 +179,17 @@ func (h *Harness) describeGoldenCases(body func(c *GoldenCase)) {
 }
 
 // describeChecks registers one spec per check of a case: the gradient
-// checks, or the others.
+// checks, or the others. The gradient specs also want the forward op
+// checks, which cost no pass of their own (they read the teacher-forced
+// pass the backward op checks need), so that a gradient failure can say
+// when the divergence starts earlier, in the forward pass.
 func describeChecks(c *GoldenCase, gradients bool) {
 	for i, check := range c.Checks() {
 		if check.IsGradient() == gradients {
+			c.Want(i)
 			It(check.Name, func() { c.ExpectCheck(i) })
+		} else if gradients && check.Stage == numerics.StageForward {
+			c.Want(i)
 		}
 	}
 }
@@ -142,18 +214,39 @@ func describeManifest(*Harness) {
 	})
 }
 
-// writeNumerics writes the numerics report of the cases this suite
-// process evaluated, if any, as numerics-<suite>.json and its pictures.
-func (h *Harness) writeNumerics(dir, suite string) {
+// writeNumerics adds the records of the cases this suite process
+// evaluated, if any, to the run's numerics report in dir (see
+// report.WriteNumerics): one record per case, shared by the suites of the
+// run.
+func (h *Harness) writeNumerics(dir string, r Report) {
 	h.mu.Lock()
 	cases := append([]numerics.CaseRecord(nil), h.records...)
 	h.mu.Unlock()
 	if len(cases) == 0 {
 		return
 	}
-	if err := report.WriteNumerics(dir, suiteSlug(suite), cases); err != nil {
+	if err := report.WriteNumerics(dir, runKey(r.SuiteConfig), suiteSlug(r.SuiteDescription), cases); err != nil {
 		fmt.Fprintf(os.Stderr, "numerics report: %v\n", err)
 	}
+}
+
+// runKey identifies the ginkgo invocation a suite belongs to: the suites
+// of one run share the random seed and the filters.
+func runKey(sc types.SuiteConfig) report.RunKey {
+	var filters []string
+	add := func(flag string, values ...string) {
+		for _, v := range values {
+			if v != "" {
+				filters = append(filters, fmt.Sprintf("%s=%q", flag, v))
+			}
+		}
+	}
+	add("--focus", sc.FocusStrings...)
+	add("--skip", sc.SkipStrings...)
+	add("--focus-file", sc.FocusFiles...)
+	add("--skip-file", sc.SkipFiles...)
+	add("--label-filter", sc.LabelFilter)
+	return report.RunKey{Seed: sc.RandomSeed, Filter: strings.Join(filters, " ")}
 }
 
 // suiteSlug names a suite in file names: "Forward Suite" → "forward".

@@ -148,7 +148,7 @@ func Run(t *testing.T, description string, cfg TestConfig, sets ...*Specs) bool 
 	}
 	h.register(append(sets, &teamSpecs))
 	ReportAfterSuite("conformance verdict", func(r Report) { h.verdict(r, reporterConfig) })
-	ReportAfterSuite("numerics report", func(r Report) { h.writeNumerics(reportsDir, r.SuiteDescription) })
+	ReportAfterSuite("numerics report", func(r Report) { h.writeNumerics(reportsDir, r) })
 	if junitPath != "" {
 		ReportAfterSuite(report.JUnitNodeText, func(r Report) {
 			if err := report.WriteJUnit([]types.Report{r}, junitPath); err != nil {

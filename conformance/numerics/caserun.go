@@ -3,6 +3,7 @@ package numerics
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"gonum.org/v1/gonum/floats"
 
@@ -11,8 +12,11 @@ import (
 )
 
 // caseRun is one implementation evaluated on one golden case: the
-// teacher-forced pass, the end-to-end pass and the spread, each computed
-// once on first use and shared by every check of the case.
+// teacher-forced pass, the end-to-end forward pass, the end-to-end
+// gradients and the spreads, each computed once on first use and shared by
+// every check of the case. The forward checks never run a backward pass
+// end to end, and the gradient checks never run a traced forward pass, so
+// a suite that evaluates only one kind pays only for that kind.
 type caseRun struct {
 	c       *golden.Case
 	impl    Implementation
@@ -20,13 +24,19 @@ type caseRun struct {
 
 	teacher    *model.TeacherResult
 	teacherErr error
-	forward    *model.Output
-	grads      *model.GradResult
-	e2eErr     error
-	e2eDone    bool
-	spreads    map[string]float64
-	spreadErr  error
-	spreadDone bool
+
+	forward     *model.Output
+	forwardErr  error
+	forwardDone bool
+	grads       *model.GradResult
+	gradsErr    error
+	gradsDone   bool
+
+	forwardSpreads, gradSpreads map[string]float64
+	forwardSpreadErr            error
+	gradSpreadErr               error
+	forwardSpreadDone           bool
+	gradSpreadDone              bool
 }
 
 func (r *caseRun) teacherForced() (*model.TeacherResult, error) {
@@ -46,32 +56,56 @@ func (r *caseRun) teacherForced() (*model.TeacherResult, error) {
 	return r.teacher, r.teacherErr
 }
 
-// endToEnd is the forward pass from the token ids (with the hidden
-// states) and the gradients of the loss, on the case's compute path.
-func (r *caseRun) endToEnd() (*model.Output, *model.GradResult, error) {
-	if !r.e2eDone {
-		r.e2eDone = true
-		r.forward, r.grads, r.e2eErr = runEndToEnd(r.impl, r.c.Batch, r.compute, 0)
+// endToEndForward is the forward pass from the token ids, with the hidden
+// states, on the case's compute path.
+func (r *caseRun) endToEndForward() (*model.Output, error) {
+	if !r.forwardDone {
+		r.forwardDone = true
+		r.forward, r.forwardErr = runForward(r.impl, r.c.Batch, r.compute, 0)
 	}
-	return r.forward, r.grads, r.e2eErr
+	return r.forward, r.forwardErr
 }
 
-func runEndToEnd(impl Implementation, b model.Batch, compute model.Compute, jitter uint64) (*model.Output, *model.GradResult, error) {
+// endToEndGradients is the loss and every parameter gradient from the
+// token ids, on the case's compute path.
+func (r *caseRun) endToEndGradients() (*model.GradResult, error) {
+	if !r.gradsDone {
+		r.gradsDone = true
+		r.grads, r.gradsErr = runGradients(r.impl, r.c.Batch, r.compute, 0)
+	}
+	return r.grads, r.gradsErr
+}
+
+func runForward(impl Implementation, b model.Batch, compute model.Compute, jitter uint64) (*model.Output, error) {
 	out, err := impl.Forward(b, model.ForwardOptions{Trace: true, Compute: compute, Jitter: jitter})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if out == nil || out.Logits == nil || len(out.Hidden) == 0 {
-		return nil, nil, fmt.Errorf("Forward with Trace returned no logits or hidden states")
+		return nil, fmt.Errorf("Forward with Trace returned no logits or hidden states")
 	}
+	return out, nil
+}
+
+func runGradients(impl Implementation, b model.Batch, compute model.Compute, jitter uint64) (*model.GradResult, error) {
 	g, err := impl.Gradients(b, model.GradOptions{Keep: true, Compute: compute, Jitter: jitter})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if g == nil {
-		return nil, nil, fmt.Errorf("Gradients returned no result")
+		return nil, fmt.Errorf("Gradients returned no result")
 	}
-	return out, g, nil
+	return g, nil
+}
+
+// lossOf is the cross-entropy of a forward pass's logits: the end-to-end
+// loss the forward checks compare, without a backward pass.
+func lossOf(out *model.Output, b model.Batch) (*model.Tensor, error) {
+	loss, err := model.CrossEntropy(out.Logits, b)
+	if err != nil {
+		return nil, err
+	}
+	return scalar(loss), nil
 }
 
 // bothPathLogits returns the logits of the integer-kernel path and of the
@@ -88,7 +122,7 @@ func (r *caseRun) bothPathLogits() (ints, floats *model.Tensor, err error) {
 
 func (r *caseRun) pathLogits(compute model.Compute) (*model.Tensor, error) {
 	if compute == r.compute {
-		out, _, err := r.endToEnd()
+		out, err := r.endToEndForward()
 		if err != nil {
 			return nil, err
 		}
@@ -115,51 +149,92 @@ const SpreadRuns = 6
 // jittered runs (model.ForwardOptions.Jitter: every quantizer input times
 // 1+ε, ε uniform in ±2^-21, as golden-format.md defines for generators);
 // the spread of a tensor is its largest relative L2 distance from the
-// unjittered run (relative difference for the loss).
+// unjittered run (relative difference for the loss). The forward tensors
+// and the loss are measured with forward passes, the parameter gradients
+// ("grad.*") with gradient passes, each only when a check asks for it.
 func (r *caseRun) spread(name string) (float64, error) {
-	if !r.spreadDone {
-		r.spreadDone = true
-		r.spreads, r.spreadErr = measureSpread(r.impl, r.c)
+	var spreads map[string]float64
+	var err error
+	if strings.HasPrefix(name, "grad.") {
+		if !r.gradSpreadDone {
+			r.gradSpreadDone = true
+			r.gradSpreads, r.gradSpreadErr = measureGradientSpread(r.impl, r.c)
+		}
+		spreads, err = r.gradSpreads, r.gradSpreadErr
+	} else {
+		if !r.forwardSpreadDone {
+			r.forwardSpreadDone = true
+			r.forwardSpreads, r.forwardSpreadErr = measureForwardSpread(r.impl, r.c)
+		}
+		spreads, err = r.forwardSpreads, r.forwardSpreadErr
 	}
-	if r.spreadErr != nil {
-		return 0, fmt.Errorf("measuring the spread: %w", r.spreadErr)
+	if err != nil {
+		return 0, fmt.Errorf("measuring the spread: %w", err)
 	}
-	s := r.spreads[name]
+	s := spreads[name]
 	if f, ok := r.c.Spread[name]; ok {
 		s = math.Max(s, f)
 	}
 	return s, nil
 }
 
-func measureSpread(impl Implementation, c *golden.Case) (map[string]float64, error) {
-	baseOut, baseGrads, err := runEndToEnd(impl, c.Batch, model.ComputeFloat, 0)
+// spreadNote keeps, per tensor, the largest relative L2 distance of an
+// alternative run from the base run.
+type spreadNote map[string]float64
+
+func (s spreadNote) note(name string, alt, base *model.Tensor) {
+	if alt == nil || base == nil {
+		return
+	}
+	s[name] = math.Max(s[name], relativeL2(alt.Data, base.Data))
+}
+
+func measureForwardSpread(impl Implementation, c *golden.Case) (map[string]float64, error) {
+	base, err := runForward(impl, c.Batch, model.ComputeFloat, 0)
 	if err != nil {
 		return nil, err
 	}
-	spreads := map[string]float64{}
-	note := func(name string, alt, base *model.Tensor) {
-		if alt == nil || base == nil {
-			return
-		}
-		spreads[name] = math.Max(spreads[name], relativeL2(alt.Data, base.Data))
+	baseLoss, err := model.CrossEntropy(base.Logits, c.Batch)
+	if err != nil {
+		return nil, err
 	}
+	spreads := spreadNote{}
 	for run := uint64(1); run <= SpreadRuns; run++ {
-		out, grads, err := runEndToEnd(impl, c.Batch, model.ComputeFloat, run)
+		out, err := runForward(impl, c.Batch, model.ComputeFloat, run)
 		if err != nil {
 			return nil, err
 		}
-		note("logits", out.Logits, baseOut.Logits)
-		note("final_norm", out.FinalNorm, baseOut.FinalNorm)
+		spreads.note("logits", out.Logits, base.Logits)
+		spreads.note("final_norm", out.FinalNorm, base.FinalNorm)
 		for i := range out.Hidden {
-			if i < len(baseOut.Hidden) {
-				note(golden.HiddenName(i), out.Hidden[i], baseOut.Hidden[i])
+			if i < len(base.Hidden) {
+				spreads.note(golden.HiddenName(i), out.Hidden[i], base.Hidden[i])
 			}
 		}
-		for name, g := range grads.Grads {
-			note("grad."+name, g, baseGrads.Grads[name])
+		loss, err := model.CrossEntropy(out.Logits, c.Batch)
+		if err != nil {
+			return nil, err
 		}
-		if baseGrads.Loss != 0 {
-			spreads["loss"] = math.Max(spreads["loss"], math.Abs(grads.Loss-baseGrads.Loss)/math.Abs(baseGrads.Loss))
+		if baseLoss != 0 {
+			spreads["loss"] = math.Max(spreads["loss"], math.Abs(loss-baseLoss)/math.Abs(baseLoss))
+		}
+	}
+	return spreads, nil
+}
+
+func measureGradientSpread(impl Implementation, c *golden.Case) (map[string]float64, error) {
+	base, err := runGradients(impl, c.Batch, model.ComputeFloat, 0)
+	if err != nil {
+		return nil, err
+	}
+	spreads := spreadNote{}
+	for run := uint64(1); run <= SpreadRuns; run++ {
+		grads, err := runGradients(impl, c.Batch, model.ComputeFloat, run)
+		if err != nil {
+			return nil, err
+		}
+		for name, g := range grads.Grads {
+			spreads.note("grad."+name, g, base.Grads[name])
 		}
 	}
 	return spreads, nil

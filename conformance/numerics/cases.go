@@ -56,10 +56,16 @@ func BitLinearCaseChecks(c *golden.Case, target Target) []Check {
 
 // CaseChecks lists every check of a case in computation order.
 func CaseChecks(c *golden.Case, target Target) []Check {
+	var checks []Check
 	if c.Kind == golden.KindBitlinear {
-		return BitLinearCaseChecks(c, target)
+		checks = BitLinearCaseChecks(c, target)
+	} else {
+		checks = ModelCaseChecks(c)
 	}
-	return ModelCaseChecks(c)
+	for i := range checks {
+		checks[i].Order = i
+	}
+	return checks
 }
 
 // IsGradient reports whether a check belongs to the gradient suite.

@@ -370,7 +370,7 @@ func (b *checkList) endToEnd() {
 	}
 	forwardValue := func(pick func(*model.Output) *model.Tensor) func(r *caseRun) (*model.Tensor, error) {
 		return func(r *caseRun) (*model.Tensor, error) {
-			out, _, err := r.endToEnd()
+			out, err := r.endToEndForward()
 			if err != nil {
 				return nil, err
 			}
@@ -384,11 +384,11 @@ func (b *checkList) endToEnd() {
 	add("final_norm end to end from input_ids", "final_norm", forwardValue(func(o *model.Output) *model.Tensor { return o.FinalNorm }), c.FinalNorm, "final_norm")
 	add("logits end to end from input_ids", "logits", forwardValue(func(o *model.Output) *model.Tensor { return o.Logits }), c.Logits, "logits")
 	add("loss end to end from input_ids", "loss", func(r *caseRun) (*model.Tensor, error) {
-		_, g, err := r.endToEnd()
+		out, err := r.endToEndForward()
 		if err != nil {
 			return nil, err
 		}
-		return scalar(g.Loss), nil
+		return lossOf(out, c.Batch)
 	}, scalar(c.Loss), "loss")
 	b.checks = append(b.checks, Check{
 		Name: "integer-kernel logits against float-path logits", Layer: -1, Op: "end to end", Tensor: "logits", Stage: StageEndToEnd,
@@ -410,7 +410,7 @@ func (b *checkList) endToEnd() {
 			continue
 		}
 		add("grad."+spec.Name+" end to end from the loss", "grad."+spec.Name, func(r *caseRun) (*model.Tensor, error) {
-			_, g, err := r.endToEnd()
+			g, err := r.endToEndGradients()
 			if err != nil {
 				return nil, err
 			}

@@ -45,6 +45,7 @@ type Check struct {
 	// q,k,v → trace.2.attn".
 	Name  string
 	Layer int    // -1 for model-level checks
+	Order int    // position in the case's computation order (CaseChecks)
 	Op    string // the op, e.g. "attention", "q_proj", "attn residual"
 	// Tensor is the golden tensor compared (a name in the golden file).
 	Tensor string

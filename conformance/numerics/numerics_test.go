@@ -11,9 +11,9 @@ import (
 	"github.com/tritter-ai/conformance/model"
 )
 
-// brokenModel panics in teacher forcing and errors in the forward pass;
-// the checks must turn both into failing results and still run every
-// other check.
+// brokenModel panics in teacher forcing and errors in the forward and
+// gradient passes; the checks must turn each into failing results and
+// still run every other check.
 type brokenModel struct{ *model.Model }
 
 func (b brokenModel) TeacherForced(model.Batch, map[string]*model.Tensor, model.GradOptions) (*model.TeacherResult, error) {
@@ -22,6 +22,10 @@ func (b brokenModel) TeacherForced(model.Batch, map[string]*model.Tensor, model.
 
 func (b brokenModel) Forward(model.Batch, model.ForwardOptions) (*model.Output, error) {
 	return nil, errors.New("forward is not implemented")
+}
+
+func (b brokenModel) Gradients(model.Batch, model.GradOptions) (*model.GradResult, error) {
+	return nil, errors.New("gradients are not implemented")
 }
 
 func TestChecksSurvivePanicsAndErrors(t *testing.T) {
@@ -50,7 +54,10 @@ func TestChecksSurvivePanicsAndErrors(t *testing.T) {
 			continue
 		}
 		want := "panic: index out of range"
-		if r.Check.Stage == numerics.StageEndToEnd {
+		switch {
+		case r.Check.Stage == numerics.StageEndToEnd && r.Check.IsGradient():
+			want = "gradients are not implemented"
+		case r.Check.Stage == numerics.StageEndToEnd:
 			want = "forward is not implemented"
 		}
 		if !strings.Contains(r.String(), want) {

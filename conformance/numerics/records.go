@@ -20,7 +20,10 @@ type CaseRecord struct {
 
 // CheckRecord is one check's worst error/bound ratio.
 type CheckRecord struct {
-	Name   string  `json:"name"`
+	Name string `json:"name"`
+	// Order is the check's position in the case's computation order
+	// (CaseChecks), so records of one case from two suites merge in order.
+	Order  int     `json:"order"`
 	Layer  int     `json:"layer"`
 	Op     string  `json:"op"`
 	Tensor string  `json:"tensor"`
@@ -37,7 +40,7 @@ type CheckRecord struct {
 func Record(c *golden.Case, results []Result) CaseRecord {
 	rec := CaseRecord{Case: CaseName(c.Path), Path: c.Path, Version: c.Version}
 	for _, r := range results {
-		cr := CheckRecord{Name: r.Check.Name, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
+		cr := CheckRecord{Name: r.Check.Name, Order: r.Check.Order, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
 			Ratio: jsonNumber(r.Measure.Ratio), Index: r.Measure.Index, Error: jsonNumber(r.Measure.Error), Bound: jsonNumber(r.Measure.Bound), Passed: r.Passed()}
 		if r.Err != nil {
 			cr.Err = r.Err.Error()
