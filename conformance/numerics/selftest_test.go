@@ -15,6 +15,7 @@ import (
 	"github.com/tritter-ai/conformance/conformance/numerics"
 	"github.com/tritter-ai/conformance/golden"
 	"github.com/tritter-ai/conformance/internal/mutants"
+	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
 )
 
@@ -224,4 +225,48 @@ func TestHarnessCatchesEveryBug(t *testing.T) {
 			t.Logf("caught on %d cases, smallest error/bound ratio of the first failing check %.3g", caught, smallest)
 		})
 	}
+}
+
+// offlineTarget is the model with every linear made offline in the
+// autobitlinear convention: the ternary codes of online quantization and
+// weight_scale = 1/s, which multiplies. That is online quantization
+// computed in another order (·(1/s) instead of /s), so it must pass every
+// check too.
+var offlineTarget = numerics.Target{
+	Name: "offline autobitlinear model",
+	FromTensors: func(cfg model.Config, params map[string]*model.Tensor) (numerics.Implementation, error) {
+		m, err := model.FromTensors(cfg, params)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range m.Params() {
+			if p.Spec().Kind != model.KindLinear {
+				continue
+			}
+			w, shape := p.Float32(), p.Shape()
+			s := kernels.WeightScale(w)
+			codes := make([]int8, len(w))
+			kernels.Ternarize(codes, w, s)
+			tern, err := kernels.PackTernary(codes, shape[0], shape[1])
+			if err != nil {
+				return nil, err
+			}
+			if err := m.SetTernary(p.Name(), tern, 1/s); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	},
+	BitLinear:         model.BitLinear,
+	BitLinearBackward: model.BitLinearBackward,
+}
+
+func TestOfflineModelPassesEveryCheck(t *testing.T) {
+	var cases []*golden.Case
+	for _, c := range committedCases(t) {
+		if c.Kind != golden.KindBitlinear {
+			cases = append(cases, c)
+		}
+	}
+	requirePassesEveryCheck(t, cases, offlineTarget)
 }
