@@ -73,4 +73,3 @@ func TestRopeTable(t *testing.T) {
 		t.Errorf("rope x'_0 = %v, want %v", x[hd], want)
 	}
 }
-
