@@ -21,7 +21,7 @@ ARGS ?=
 PACKAGES := ./conformance/... ./model/... ./kernels/... ./golden/... ./gguf/... ./internal/... ./cmd/...
 
 .PHONY: all conformance conformance-7b conformance-huge test unit fuzz-short fuzz ci-soak bench bench-kernels \
-	bench-2b bench-7b bench-config bench-checkpoint bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep vet clean
+	bench-2b bench-7b bench-config bench-checkpoint bench-13b bench-70b bench-pytorch-2b bench-pytorch-7b golden golden-sweep checkpoint-sweep vet clean
 
 all: test
 
@@ -179,6 +179,20 @@ golden-sweep:
 	if [ $$rc = 0 ]; then echo "golden-sweep: N=$(N) SEED=$(SEED) passed"; \
 	else echo "golden-sweep: N=$(N) SEED=$(SEED) FAILED (rerun: make golden-sweep N=$(N) SEED=$(SEED))"; fi; \
 	exit $$rc
+
+# Checkpoint-level sweep (scripts/checkpoint-sweep): N random small HF
+# checkpoints from golden/toolkit/checkpoints.py (bf16 online master, offline
+# packed under linear_class autobitlinear and bitlinear, single file or
+# sharded) with the golden case of each master, through every suite that
+# takes -model-dir (offline ones with -master-dir), which must pass; and four
+# broken offline checkpoints (inverted scale, flipped code, wrong packing
+# order, wrong linear_class), which must fail naming the defect. The seed is
+# printed first and last; rerun with make checkpoint-sweep N=<N> SEED=<seed>.
+CHECKPOINT_SWEEP_SEED := $(shell date +%s)
+checkpoint-sweep: N = 10
+checkpoint-sweep: SEED = $(CHECKPOINT_SWEEP_SEED)
+checkpoint-sweep:
+	@GO='$(GO)' scripts/checkpoint-sweep $(N) $(SEED) $(ARGS)
 
 clean:
 	rm -rf $(REPORTS)

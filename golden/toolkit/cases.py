@@ -45,14 +45,17 @@ class ModelCase:
     standard deviation of the norm weights around 1; scale maps a parameter
     name suffix (e.g. "self_attn.q_proj.weight") to a power of two that every
     parameter ending with it is multiplied by after the random draw (the
-    large-magnitude cases), so the draw itself is the unscaled case's."""
+    large-magnitude cases), so the draw itself is the unscaled case's;
+    bf16_master rounds every parameter to bfloat16 after that (the values
+    of a bf16 master checkpoint, which float32 holds exactly)."""
 
     kind = "model"
 
-    def __init__(self, name, seed, config, B, T, description, version=2, norm_std=0.1, scale=None):
+    def __init__(self, name, seed, config, B, T, description, version=2, norm_std=0.1, scale=None, bf16_master=False):
         self.name, self.seed, self.config, self.B, self.T = name, seed, config, B, T
         self.description = description
         self.version, self.norm_std = version, norm_std
+        self.bf16_master = bf16_master
         self.scale = dict(scale or {})
         for suffix, factor in self.scale.items():
             mantissa, _ = math.frexp(factor)
@@ -245,6 +248,10 @@ def build_model_inputs(case):
     params = reference.init_params(cfg, g, std=case.config["initializer_range"], norm_std=case.norm_std)
     ids = torch.randint(0, cfg.vocab_size, (case.B, case.T), generator=g, dtype=torch.int64)
     apply_scale(case, params)
+    if case.bf16_master:
+        with torch.no_grad():
+            for t in params.values():
+                t.copy_(t.to(torch.bfloat16).to(torch.float32))
     # The largest id is both looked up and a loss target.
     ids[0, -2] = cfg.vocab_size - 1
     return cfg, params, ids

@@ -2,8 +2,9 @@
 
 Layout: an 8-byte little-endian header length, a JSON header padded with
 spaces to a multiple of 8, then the tensor bytes back to back in the order
-given. The writer writes F32 and I64, all the golden format needs; the
-reader reads every common dtype, for checkpoints.
+given. The writer writes F32 and I64, all the golden format needs, and
+BF16 and U8 for checkpoints (checkpoints.py); the reader reads every common
+dtype.
 """
 
 import json
@@ -12,7 +13,7 @@ import sys
 
 import torch
 
-DTYPE_NAMES = {torch.float32: "F32", torch.int64: "I64"}  # what write() writes
+DTYPE_NAMES = {torch.float32: "F32", torch.int64: "I64", torch.bfloat16: "BF16", torch.uint8: "U8"}  # what write() writes
 READ_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
                "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
                "BOOL": torch.bool}
@@ -31,8 +32,12 @@ def write(path, tensors, metadata):
     offset = 0
     for name, t in tensors:
         if t.dtype not in DTYPE_NAMES:
-            raise ValueError("%s: tensor %s has dtype %s, expected float32 or int64" % (path, name, t.dtype))
-        data = t.detach().contiguous().numpy().tobytes()
+            raise ValueError("%s: tensor %s has dtype %s, expected one of %s" % (
+                path, name, t.dtype, ", ".join(str(d) for d in DTYPE_NAMES)))
+        data = t.detach().contiguous()
+        if data.dtype == torch.bfloat16:  # numpy has no bfloat16: the same 2 bytes as int16
+            data = data.view(torch.int16)
+        data = data.numpy().tobytes()
         header[name] = {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from . import bugs
 from . import cases as case_list
+from . import checkpoints
 from . import dump
 from . import examples as bm
 from . import format as fmt
@@ -560,6 +561,148 @@ class LargeMagnitude(unittest.TestCase):
                 self.assertGreaterEqual(logit, target * 0.99, case.name)
         for case in drawn:
             self.assertEqual("-large-" in case.name, bool(case.scale), case.name)
+
+
+class Checkpoints(Tmp):
+    """checkpoints.py: the packed layout and weight_scale of REFERENCE.md,
+    masters equal to their golden cases, shards, and each injected bug
+    breaking exactly what it names."""
+
+    def setUp(self):
+        super().setUp()
+        self.ck = checkpoints.Checkpoint(5, 0)
+
+    def test_pack_is_the_reference_layout(self):
+        g = torch.Generator().manual_seed(3)
+        codes = torch.randint(-1, 2, (12, 5), generator=g, dtype=torch.int8)
+        packed = checkpoints.pack(codes)
+        self.assertEqual(tuple(packed.shape), (3, 5))
+        self.assertEqual(packed.dtype, torch.uint8)
+        for r in range(12):  # row r: packed row r mod 3, bits 2*(r div 3), value code+1
+            for c in range(5):
+                self.assertEqual((int(packed[r % 3, c]) >> (2 * (r // 3))) & 3, int(codes[r, c]) + 1, (r, c))
+        self.assertTrue(torch.equal(checkpoints.unpack(packed), codes))
+        wrong = checkpoints.pack_interleaved(codes)
+        self.assertFalse(torch.equal(wrong, packed))
+        for r in range(12):  # the bug: row r in packed row r div 4, bits 2*(r mod 4)
+            self.assertEqual((int(wrong[r // 4, 0]) >> (2 * (r % 4))) & 3, int(codes[r, 0]) + 1, r)
+        with self.assertRaisesRegex(ValueError, "holds 3"):
+            checkpoints.unpack(torch.full((1, 2), 0xFF, dtype=torch.uint8))
+        with self.assertRaisesRegex(ValueError, "multiple of 4"):
+            checkpoints.pack(codes[:6])
+
+    def test_codes_and_scales_are_online_quantization(self):
+        for name, w, kind in self.ck.params():
+            if kind != "linear":
+                continue
+            recorded = []
+            wq = reference.weight_quant(w, recorded)
+            codes, mean = checkpoints.ternary(w)
+            self.assertTrue(torch.equal(codes.to(torch.float32), recorded[0][1]), name)
+            # weight_quant's codes / scale, and the offline layer's codes * mean|W|
+            self.assertLessEqual(float((codes * mean - wq.detach()).abs().max()), 1e-6 * float(mean), name)
+
+    def test_offline_checkpoints_hold_the_master(self):
+        out = self.path("out")
+        os.makedirs(os.path.join(out, "presets"))
+        os.makedirs(os.path.join(out, "golden"))
+        lines = checkpoints.write_case(self.ck, out)
+        self.assertEqual([line[5] for line in lines], ["pass"] * 3)
+        folder = os.path.join(out, self.ck.name)
+        _, master = checkpoints.read_checkpoint(os.path.join(folder, "master"))
+        _, case = safetensors_io.read(os.path.join(out, "golden", self.ck.name + ".safetensors"))
+        self.assertEqual(check_case(os.path.join(out, "golden", self.ck.name + ".safetensors"), structure_only=False),
+                         [])
+        params = {n: t for n, t, _ in self.ck.params()}
+        for name, t in params.items():
+            self.assertEqual(master[name].dtype, torch.bfloat16, name)
+            self.assertTrue(torch.equal(master[name].to(torch.float32), case[name]), name)  # the golden case's weights
+            self.assertTrue(torch.equal(master[name].to(torch.float32), t), name)
+        for convention in checkpoints.CONVENTIONS:
+            config, packed = checkpoints.read_checkpoint(os.path.join(folder, convention))
+            self.assertEqual(config["quantization_config"], {"quant_method": "bitnet", "linear_class": convention,
+                                                             "quantization_mode": "offline"})
+            scales = [n + "_scale" for n, _, kind in self.ck.params() if kind == "linear"]
+            self.assertEqual(sorted(packed), sorted(list(params) + scales))
+            for name, w, kind in self.ck.params():
+                if kind != "linear":
+                    self.assertTrue(torch.equal(packed[name], master[name]), name)
+                    continue
+                codes, mean = checkpoints.ternary(w)
+                self.assertTrue(torch.equal(checkpoints.unpack(packed[name]), codes), name)
+                scale = float(packed[name + "_scale"][0])
+                want = float(mean) if convention == "autobitlinear" else 1 / float(mean)
+                self.assertLessEqual(abs(scale - want), want * 2.0 ** -8, name)  # bf16 rounding at most
+
+    def test_shards_and_index(self):
+        tensors = checkpoints.master_tensors(self.ck)
+        folder = self.path("sharded")
+        checkpoints.write_checkpoint(folder, self.ck.config("master"), tensors, 3)
+        names = sorted(os.listdir(folder))
+        self.assertEqual(names, ["config.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                 "model-00003-of-00003.safetensors", "model.safetensors.index.json"])
+        with open(os.path.join(folder, "model.safetensors.index.json")) as f:
+            index = json.load(f)
+        self.assertEqual(sorted(index["weight_map"]), sorted(n for n, _ in tensors))
+        self.assertEqual(index["metadata"]["total_size"], sum(t.numel() * 2 for _, t in tensors))
+        for name, file in index["weight_map"].items():
+            _, entries = safetensors_io.read_header(os.path.join(folder, file))
+            self.assertIn(name, dict(entries))
+        _, back = checkpoints.read_checkpoint(folder)
+        for name, t in tensors:
+            self.assertTrue(torch.equal(back[name], t), name)
+
+    def test_deterministic(self):
+        a, b = checkpoints.Checkpoint(5, 1), checkpoints.Checkpoint(5, 1)
+        self.assertEqual(a.name, b.name)
+        self.assertEqual((a.shards, a.scale_dtype), (b.shards, b.scale_dtype))
+        for (n1, t1), (n2, t2) in zip(checkpoints.offline_tensors(a, "bitlinear"),
+                                      checkpoints.offline_tensors(b, "bitlinear")):
+            self.assertEqual(n1, n2)
+            self.assertTrue(torch.equal(t1, t2), n1)
+
+    def test_each_bug_breaks_what_it_names(self):
+        good = dict(checkpoints.offline_tensors(self.ck, "autobitlinear"))
+        for bug in ("inverted-scale", "flipped-code", "packing-order"):
+            tensor = checkpoints.bug_target(self.ck, bug)
+            bad = dict(checkpoints.offline_tensors(self.ck, "autobitlinear", bug=bug, bug_tensor=tensor))
+            changed = sorted(n for n in good if not torch.equal(good[n], bad[n]))
+            words = checkpoints.bug_words(bug, tensor)
+            if bug == "inverted-scale":
+                self.assertEqual(changed, [tensor + "_scale"])
+                self.assertLessEqual(abs(float(bad[tensor + "_scale"]) * float(good[tensor + "_scale"]) - 1), 2.0 ** -7)
+            else:
+                self.assertEqual(changed, [tensor])
+                diff = checkpoints.unpack(bad[tensor]) != checkpoints.unpack(good[tensor])
+                if bug == "flipped-code":
+                    self.assertEqual(int(diff.sum()), 1)
+                else:
+                    self.assertGreater(int(diff.sum()), 5)  # more than CompareMaster lists: its count line names it
+            self.assertIn(tensor, words[0])
+        bad = dict(checkpoints.offline_tensors(self.ck, "bitlinear", bug="linear-class"))
+        right = dict(checkpoints.offline_tensors(self.ck, "bitlinear"))
+        for name in right:
+            if name.endswith("_scale"):
+                self.assertLessEqual(abs(float(bad[name]) * float(right[name]) - 1), 2.0 ** -7, name)  # inverted
+            else:
+                self.assertTrue(torch.equal(bad[name], right[name]), name)
+
+    def test_command_line(self):
+        out = self.path("sweep")
+        r = toolkit("checkpoints", "--n", "2", "--seed", "7", "--out", out, "--bugs")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "runs.tsv")) as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+        self.assertEqual(len(rows), 2 * 3 + len(checkpoints.BUGS))
+        for label, model, master, preset, suites, expect, words in rows:
+            self.assertTrue(os.path.exists(os.path.join(model, "config.json")), model)
+            self.assertTrue(os.path.exists(os.path.join(out, "presets", preset + ".json")), preset)
+            self.assertEqual(expect == "fail", label.startswith("bug "), label)
+            self.assertEqual(bool(words), expect == "fail", label)
+            if master != "-":
+                with open(os.path.join(master, "config.json")) as f:
+                    self.assertEqual(json.load(f)["quantization_config"]["quantization_mode"], "online")
+        self.assertEqual(len(os.listdir(os.path.join(out, "golden"))), 2)
 
 
 if __name__ == "__main__":
