@@ -56,11 +56,11 @@ func describePresetArchitecture(p Preset) {
 		AddReportEntry("GQA group size", cfg.GroupSize(), ReportEntryVisibilityFailureOrVerbose)
 	})
 	It("is buildable: no other inconsistent field", func() {
-		Expect(cfg.Problems()).To(BeEmpty(), "%s", p.Source)
+		Expect(presets.Problems(p)).To(BeEmpty(), "%s", p.Source)
 	})
 
 	It("has the analytic parameter count and memory footprint", func() {
-		Expect(cfg.Problems()).To(BeEmpty(), "%s", p.Source)
+		Expect(presets.Problems(p)).To(BeEmpty(), "%s", p.Source)
 		n := cfg.ParamCount()
 		fp := cfg.Footprint()
 		AddReportEntry("parameters", n, ReportEntryVisibilityFailureOrVerbose)
@@ -75,12 +75,12 @@ func describePresetArchitecture(p Preset) {
 	})
 
 	It("declares no architecture BitNet b1.58 lacks, key by key", func() {
-		reportKeys(cfg.Keys)
+		reportKeys(p.Keys)
 		msg := ""
-		if incompatible := cfg.Keys.Of(model.KeyIncompatible); len(incompatible) > 0 {
+		if incompatible := p.Keys.Of(presets.KeyIncompatible); len(incompatible) > 0 {
 			msg += fmt.Sprintf("%s: keys that declare an architecture BitNet b1.58 does not have:\n%s", p.Source, incompatible.Lines())
 		}
-		if unknown := cfg.Keys.Of(model.KeyUnknown); len(unknown) > 0 && presets.CompatibilityClaim(cfg) != "" {
+		if unknown := p.Keys.Of(presets.KeyUnknown); len(unknown) > 0 && presets.CompatibilityClaim(cfg) != "" {
 			msg += fmt.Sprintf("%s claims compatible_with %s, but has keys the harness does not know:\n%s", p.Source, presets.CompatibilityClaim(cfg), unknown.Lines())
 		}
 		if msg != "" {
@@ -99,8 +99,8 @@ func describePresetArchitecture(p Preset) {
 }
 
 // reportKeys records a config's keys, one report entry per class.
-func reportKeys(keys model.ConfigKeys) {
-	for _, class := range model.KeyClasses {
+func reportKeys(keys presets.ConfigKeys) {
+	for _, class := range presets.KeyClasses {
 		if of := keys.Of(class); len(of) > 0 {
 			AddReportEntry("config keys, "+class.String(), of.Lines(), ReportEntryVisibilityFailureOrVerbose)
 		}

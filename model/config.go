@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"strings"
 )
 
@@ -50,11 +49,6 @@ type Config struct {
 
 	// Conformance holds harness-only facts about a preset. HF ignores it.
 	Conformance *ConformanceInfo `json:"conformance,omitempty"`
-
-	// Keys classifies every key of the config.json this config was decoded
-	// from, and each absent key HF fills with a default. Nil for a config
-	// built in code.
-	Keys ConfigKeys `json:"-"`
 }
 
 // QuantizationConfig is the HF quantization_config block of a BitNet config.
@@ -94,10 +88,11 @@ func ParseConfig(data []byte, source string) (Config, error) {
 }
 
 // DecodeConfig decodes an HF config.json without validating it, so that the
-// architecture specs can report each inconsistent field on its own. An
-// absent key takes HF BitNetConfig's default, as transformers would, and
-// Keys records which keys were absent; a null num_key_value_heads means
-// num_attention_heads, as in HF.
+// architecture specs can report each inconsistent field on its own. It
+// reads the keys a BitNet b1.58 model needs and ignores the others, as HF
+// does (the harness classifies every key: conformance/presets). An absent
+// key takes HF BitNetConfig's default, as transformers would; a null
+// num_key_value_heads means num_attention_heads, as in HF.
 func DecodeConfig(data []byte, source string) (Config, error) {
 	c := hfDefaults()
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -115,11 +110,38 @@ func DecodeConfig(data []byte, source string) (Config, error) {
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		return Config{}, fmt.Errorf("%s: expected a JSON object of config keys, got %.20q", source, data)
 	}
-	if v, ok := top["num_key_value_heads"]; ok && isNull(v) {
+	if v, ok := top["num_key_value_heads"]; ok && string(bytes.TrimSpace(v)) == "null" {
 		c.NumKeyValueHeads = c.NumAttentionHeads
 	}
-	c.Keys = classifyKeys(top, &c)
 	return c, nil
+}
+
+// The HF BitNetConfig defaults (transformers models/bitnet; shared/REFERENCE.md).
+const (
+	hfVocabSize             = 128256
+	hfHiddenSize            = 2560
+	hfIntermediateSize      = 6912
+	hfNumHiddenLayers       = 30
+	hfNumAttentionHeads     = 20
+	hfNumKeyValueHeads      = 5
+	hfHiddenAct             = "relu2"
+	hfMaxPositionEmbeddings = 2048
+	hfRMSNormEps            = 1e-5
+	hfRopeTheta             = 500000.0
+	// HF BitNetQuantConfig defaults.
+	hfLinearClass      = "bitlinear"
+	hfQuantizationMode = "offline"
+)
+
+// hfDefaults is the config HF BitNetConfig builds from an empty config.json.
+func hfDefaults() Config {
+	return Config{
+		VocabSize: hfVocabSize, HiddenSize: hfHiddenSize, IntermediateSize: hfIntermediateSize,
+		NumHiddenLayers: hfNumHiddenLayers, NumAttentionHeads: hfNumAttentionHeads, NumKeyValueHeads: hfNumKeyValueHeads,
+		HiddenAct: hfHiddenAct, MaxPositionEmbeddings: hfMaxPositionEmbeddings, RMSNormEps: hfRMSNormEps,
+		RopeTheta: hfRopeTheta, InitializerRange: DefaultInitializerRange,
+		TieWordEmbeddings: false, AttentionBias: false,
+	}
 }
 
 // maxConfigFileBytes bounds how much of a config.json is read; real ones are
@@ -251,17 +273,6 @@ func (c Config) Problems() []ConfigProblem {
 	}
 	if q := c.QuantizationConfig; q != nil && q.LinearClass != "" && q.LinearClass != "autobitlinear" && q.LinearClass != "bitlinear" {
 		add("quantization_config.linear_class", "expected \"autobitlinear\" or \"bitlinear\", got %q", q.LinearClass)
-	}
-	// Every key that declares an architecture BitNet b1.58 lacks, unless a
-	// check above already names it.
-	for _, k := range c.Keys.Of(KeyIncompatible) {
-		if !slices.ContainsFunc(out, func(p ConfigProblem) bool { return p.Field == k.Key }) {
-			msg := k.Note
-			if k.Value != "" {
-				msg = k.Value + " — " + k.Note
-			}
-			add(k.Key, "%s", msg)
-		}
 	}
 	return out
 }

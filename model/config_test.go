@@ -121,3 +121,43 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestAbsentKeysTakeHFDefaults(t *testing.T) {
+	c, err := model.ParseConfig([]byte(`{"num_key_value_heads": null}`), "empty.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HiddenSize != 2560 || c.NumHiddenLayers != 30 || c.NumKeyValueHeads != 20 || c.MaxPositionEmbeddings != 2048 ||
+		c.TieWordEmbeddings || c.HiddenAct != "relu2" || c.RopeTheta != 500000 || c.RMSNormEps != 1e-5 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.QuantizationMode() != "online" {
+		t.Errorf("mode %s, expected online", c.QuantizationMode())
+	}
+}
+
+func TestLinearClass(t *testing.T) {
+	for _, tc := range []struct {
+		quant string
+		want  model.ScaleConvention
+		mode  string
+	}{
+		{`{"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}`, model.ScaleMultiplies, "offline"},
+		{`{"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}`, model.ScaleDivides, "offline"},
+		{`{"quant_method": "bitnet"}`, model.ScaleDivides, "offline"},
+	} {
+		data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": `+tc.quant)
+		c, err := model.ParseConfig([]byte(data), "q.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.ScaleConvention(); err != nil || got != tc.want || c.QuantizationMode() != tc.mode {
+			t.Errorf("%s: convention %v (%v), mode %s; expected %v, %s", tc.quant, got, err, c.QuantizationMode(), tc.want, tc.mode)
+		}
+	}
+	data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear158"}`)
+	_, err := model.ParseConfig([]byte(data), "q.json")
+	if err == nil || !strings.Contains(err.Error(), `quantization_config.linear_class: expected "autobitlinear" or "bitlinear", got "bitlinear158"`) {
+		t.Errorf("unknown linear_class: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ type Preset struct {
 	Name   string
 	Source string // where the config came from: "presets/NAME.json" or a path
 	Config model.Config
+	// Keys classifies every key of the config.json, and each absent key
+	// HF fills with a default (configkeys.go).
+	Keys ConfigKeys
 }
 
 // FullScale reports whether the preset is a real-size model (FullScaleParams
@@ -99,7 +102,11 @@ func Load(dirs ...string) (map[string]Preset, error) {
 			if err != nil {
 				return nil, fmt.Errorf("preset %s: %w", presetName(path), err)
 			}
-			presets[presetName(path)] = Preset{Name: presetName(path), Source: path, Config: cfg}
+			keys, err := ReadConfigKeys(path)
+			if err != nil {
+				return nil, fmt.Errorf("preset %s: %w", presetName(path), err)
+			}
+			presets[presetName(path)] = Preset{Name: presetName(path), Source: path, Config: cfg, Keys: keys}
 		}
 	}
 	return presets, nil
@@ -110,7 +117,11 @@ func parsePreset(data []byte, source string) (Preset, error) {
 	if err != nil {
 		return Preset{}, err
 	}
-	return Preset{Name: presetName(source), Source: source, Config: cfg}, nil
+	keys, err := ClassifyKeys(data, source)
+	if err != nil {
+		return Preset{}, err
+	}
+	return Preset{Name: presetName(source), Source: source, Config: cfg, Keys: keys}, nil
 }
 
 func presetName(path string) string {

@@ -1,11 +1,51 @@
-package model_test
+package presets_test
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/tritter-ai/conformance/conformance/presets"
 	"github.com/tritter-ai/conformance/model"
 )
+
+// tinyConfigJSON is a small valid BitNet config.
+const tinyConfigJSON = `{"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+ "max_position_embeddings": 128, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+ "hidden_act": "relu2", "tie_word_embeddings": true}`
+
+// replaceField replaces the "key": value pair of js by pair, or adds pair.
+func replaceField(js, key, pair string) string {
+	i := strings.Index(js, key)
+	if i < 0 {
+		return strings.Replace(js, "{", "{"+pair+", ", 1)
+	}
+	j := i + strings.IndexAny(js[i:], ",}")
+	return js[:i] + pair + js[j:]
+}
+
+// classified is the preset of a config.json, its keys classified.
+func classified(t *testing.T, data, source string) presets.Preset {
+	t.Helper()
+	c, err := model.DecodeConfig([]byte(data), source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := presets.ClassifyKeys([]byte(data), source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return presets.Preset{Name: source, Source: source, Config: c, Keys: keys}
+}
+
+// problemText joins a preset's problems.
+func problemText(p presets.Preset) string {
+	var lines []string
+	for _, q := range presets.Problems(p) {
+		lines = append(lines, q.Error())
+	}
+	return strings.Join(lines, "\n")
+}
 
 // published2B4T is microsoft/bitnet-b1.58-2B-4T's config.json.
 const published2B4T = `{
@@ -47,7 +87,7 @@ const llamaLike = `{
   "activation_function": "gelu_new", "n_embd": 2048, "head_dim": 128
 }`
 
-func keyOf(t *testing.T, keys model.ConfigKeys, name string) model.ConfigKey {
+func keyOf(t *testing.T, keys presets.ConfigKeys, name string) presets.ConfigKey {
 	t.Helper()
 	for _, k := range keys {
 		if k.Key == name {
@@ -55,21 +95,22 @@ func keyOf(t *testing.T, keys model.ConfigKeys, name string) model.ConfigKey {
 		}
 	}
 	t.Fatalf("key %q not classified; keys:\n%s", name, keys.Lines())
-	return model.ConfigKey{}
+	return presets.ConfigKey{}
 }
 
 func TestPublishedConfigHasNoIncompatibleOrUnknownKey(t *testing.T) {
-	c, err := model.ParseConfig([]byte(published2B4T), "2b4t.json")
-	if err != nil {
+	p := classified(t, published2B4T, "2b4t.json")
+	c := p.Config
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if bad := append(c.Keys.Of(model.KeyIncompatible), c.Keys.Of(model.KeyUnknown)...); len(bad) > 0 {
+	if bad := append(p.Keys.Of(presets.KeyIncompatible), p.Keys.Of(presets.KeyUnknown)...); len(bad) > 0 {
 		t.Errorf("published config has incompatible or unknown keys:\n%s", bad.Lines())
 	}
-	if k := keyOf(t, c.Keys, "quantization_config.linear_class"); k.Class != model.KeyChecked || !strings.Contains(k.Note, "multiplied") {
+	if k := keyOf(t, p.Keys, "quantization_config.linear_class"); k.Class != presets.KeyChecked || !strings.Contains(k.Note, "multiplied") {
 		t.Errorf("linear_class: %v", k)
 	}
-	if k := keyOf(t, c.Keys, "head_dim"); k.Class != model.KeyDefaulted {
+	if k := keyOf(t, p.Keys, "head_dim"); k.Class != presets.KeyDefaulted {
 		t.Errorf("head_dim absent: %v, expected defaulted", k)
 	}
 	if conv, err := c.ScaleConvention(); err != nil || conv != model.ScaleMultiplies || c.QuantizationMode() != "offline" {
@@ -85,40 +126,31 @@ func TestConfigDeclaringQKNormAndLayerNorm(t *testing.T) {
 	 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
 	 "max_position_embeddings": 128, "rope_theta": 10000.0, "tie_word_embeddings": true,
 	 "use_qk_norm": true, "layer_norm_eps": 1e-5, "activation_function": "gelu"}`
-	c, err := model.DecodeConfig([]byte(data), "user.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := classified(t, data, "user.json")
 	for key, want := range map[string]string{
 		"use_qk_norm":         "adds q_norm/k_norm weights and normalises q,k before RoPE; BitNet b1.58 has none",
 		"layer_norm_eps":      "LayerNorm",
 		"activation_function": `uses hidden_act "relu2"`,
 	} {
-		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.String(), want) {
+		if k := keyOf(t, p.Keys, key); k.Class != presets.KeyIncompatible || !strings.Contains(k.String(), want) {
 			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
 		}
 	}
 	for _, key := range []string{"hidden_act", "rms_norm_eps"} {
-		if k := keyOf(t, c.Keys, key); k.Class != model.KeyDefaulted || !strings.Contains(k.Note, "HF BitNetConfig default") {
+		if k := keyOf(t, p.Keys, key); k.Class != presets.KeyDefaulted || !strings.Contains(k.Note, "HF BitNetConfig default") {
 			t.Errorf("%s: %v, expected defaulted", key, k)
 		}
 	}
-	_, err = model.ParseConfig([]byte(data), "user.json")
-	if err == nil {
-		t.Fatal("a config declaring QK-norm and LayerNorm validated")
-	}
-	for _, want := range []string{"user.json", "use_qk_norm: true — adds q_norm/k_norm", "layer_norm_eps: 1e-5 —", "activation_function: \"gelu\" —"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
+	problems := problemText(p)
+	for _, want := range []string{"use_qk_norm: true — adds q_norm/k_norm", "layer_norm_eps: 1e-5 —", "activation_function: \"gelu\" —"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("problems %q do not mention %q", problems, want)
 		}
 	}
 }
 
 func TestTritterNativeConfigReportedKeyByKey(t *testing.T) {
-	c, err := model.DecodeConfig([]byte(tritterNative), "tritter.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := classified(t, tritterNative, "tritter.json")
 	incompatible := map[string]string{
 		"model_size":           "Tritter's size preset",
 		"num_layers":           "num_hidden_layers = 30",
@@ -135,32 +167,29 @@ func TestTritterNativeConfigReportedKeyByKey(t *testing.T) {
 		"dropout":              "dropout",
 	}
 	for key, want := range incompatible {
-		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.Note, want) {
+		if k := keyOf(t, p.Keys, key); k.Class != presets.KeyIncompatible || !strings.Contains(k.Note, want) {
 			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
 		}
 	}
 	for _, key := range []string{"use_bitnet", "bitnet_precision", "use_flash_attention", "use_sliding_window", "sliding_window_size", "gradient_checkpointing", "modalities", "target_device"} {
-		if k := keyOf(t, c.Keys, key); k.Class != model.KeyHarmless {
+		if k := keyOf(t, p.Keys, key); k.Class != presets.KeyHarmless {
 			t.Errorf("%s: %v, expected harmless", key, k)
 		}
 	}
-	problems := c.Problems()
+	problems := presets.Problems(p)
 	for key := range incompatible {
 		found := false
 		for _, p := range problems {
 			found = found || p.Field == key
 		}
 		if !found {
-			t.Errorf("Problems() does not name %s", key)
+			t.Errorf("Problems does not name %s", key)
 		}
 	}
 }
 
 func TestOtherFamilyConfigReportedKeyByKey(t *testing.T) {
-	c, err := model.DecodeConfig([]byte(llamaLike), "llama.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := classified(t, llamaLike, "llama.json")
 	for key, want := range map[string]string{
 		"model_type":            "not BitNetForCausalLM (SwiGLU",
 		"architectures":         "LlamaForCausalLM is not BitNetForCausalLM",
@@ -174,66 +203,36 @@ func TestOtherFamilyConfigReportedKeyByKey(t *testing.T) {
 		"activation_function":   "activation key",
 		"n_embd":                "GPT-2's key; HF BitNetConfig ignores it and uses hidden_size = 2048",
 	} {
-		if k := keyOf(t, c.Keys, key); k.Class != model.KeyIncompatible || !strings.Contains(k.Note, want) {
+		if k := keyOf(t, p.Keys, key); k.Class != presets.KeyIncompatible || !strings.Contains(k.Note, want) {
 			t.Errorf("%s: %v, expected incompatible mentioning %q", key, k, want)
 		}
 	}
-	if k := keyOf(t, c.Keys, "pretraining_tp"); k.Class != model.KeyHarmless {
+	if k := keyOf(t, p.Keys, "pretraining_tp"); k.Class != presets.KeyHarmless {
 		t.Errorf("pretraining_tp 1: %v, expected harmless", k)
 	}
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "rope_scaling: {\"rope_type\":\"llama3\",\"factor\":8.0} — rescales RoPE") {
-		t.Errorf("Validate = %v, expected rope_scaling named with its value", err)
+	if problems := problemText(p); !strings.Contains(problems, "rope_scaling: {\"rope_type\":\"llama3\",\"factor\":8.0} — rescales RoPE") {
+		t.Errorf("problems %q, expected rope_scaling named with its value", problems)
 	}
 }
 
 func TestUnknownKeyIsListedButBuildable(t *testing.T) {
 	data := replaceField(tinyConfigJSON, `"my_new_flag"`, `"my_new_flag": 3`)
-	c, err := model.ParseConfig([]byte(data), "x.json")
-	if err != nil {
+	p := classified(t, data, "x.json")
+	if err := p.Config.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if k := keyOf(t, c.Keys, "my_new_flag"); k.Class != model.KeyUnknown || k.Value != "3" {
+	if len(presets.Problems(p)) != 0 {
+		t.Errorf("an unknown key is a problem: %v", presets.Problems(p))
+	}
+	if k := keyOf(t, p.Keys, "my_new_flag"); k.Class != presets.KeyUnknown || k.Value != "3" {
 		t.Errorf("my_new_flag: %v, expected unknown with value 3", k)
 	}
 }
 
-func TestAbsentKeysTakeHFDefaults(t *testing.T) {
-	c, err := model.ParseConfig([]byte(`{"num_key_value_heads": null}`), "empty.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.HiddenSize != 2560 || c.NumHiddenLayers != 30 || c.NumKeyValueHeads != 20 || c.MaxPositionEmbeddings != 2048 ||
-		c.TieWordEmbeddings || c.HiddenAct != "relu2" || c.RopeTheta != 500000 || c.RMSNormEps != 1e-5 {
-		t.Errorf("defaults: %+v", c)
-	}
-	if c.QuantizationMode() != "online" || len(c.Keys.Of(model.KeyDefaulted)) < 10 {
-		t.Errorf("mode %s; defaulted keys:\n%s", c.QuantizationMode(), c.Keys.Of(model.KeyDefaulted).Lines())
-	}
-}
-
-func TestLinearClass(t *testing.T) {
-	for _, tc := range []struct {
-		quant string
-		want  model.ScaleConvention
-		mode  string
-	}{
-		{`{"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}`, model.ScaleMultiplies, "offline"},
-		{`{"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}`, model.ScaleDivides, "offline"},
-		{`{"quant_method": "bitnet"}`, model.ScaleDivides, "offline"},
-	} {
-		data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": `+tc.quant)
-		c, err := model.ParseConfig([]byte(data), "q.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := c.ScaleConvention(); err != nil || got != tc.want || c.QuantizationMode() != tc.mode {
-			t.Errorf("%s: convention %v (%v), mode %s; expected %v, %s", tc.quant, got, err, c.QuantizationMode(), tc.want, tc.mode)
-		}
-	}
-	data := replaceField(tinyConfigJSON, `"quantization_config"`, `"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear158"}`)
-	_, err := model.ParseConfig([]byte(data), "q.json")
-	if err == nil || !strings.Contains(err.Error(), `quantization_config.linear_class: expected "autobitlinear" or "bitlinear", got "bitlinear158"`) {
-		t.Errorf("unknown linear_class: %v", err)
+func TestAbsentKeysAreDefaulted(t *testing.T) {
+	p := classified(t, `{"num_key_value_heads": null}`, "empty.json")
+	if defaulted := p.Keys.Of(presets.KeyDefaulted); len(defaulted) < 10 {
+		t.Errorf("defaulted keys:\n%s", defaulted.Lines())
 	}
 }
 
@@ -268,22 +267,19 @@ func TestOtherFamiliesDecode(t *testing.T) {
 			[]string{"summary_activation", "summary_first_dropout", "summary_proj_to_labels", "summary_type", "summary_use_proj"}},
 		{"llama3", llama3Config, "llama", []string{"architectures", "hidden_act", "model_type", "rope_scaling"}, nil},
 	} {
-		c, err := model.DecodeConfig([]byte(tc.data), tc.name+".json")
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
+		p := classified(t, tc.data, tc.name+".json")
 		var got, unknown []string
-		for _, k := range c.Keys.Of(model.KeyIncompatible) {
+		for _, k := range p.Keys.Of(presets.KeyIncompatible) {
 			got = append(got, k.Key)
 		}
-		for _, k := range c.Keys.Of(model.KeyUnknown) {
+		for _, k := range p.Keys.Of(presets.KeyUnknown) {
 			unknown = append(unknown, k.Key)
 		}
 		if strings.Join(got, ",") != strings.Join(tc.incompatible, ",") || strings.Join(unknown, ",") != strings.Join(tc.unknown, ",") {
 			t.Errorf("%s: incompatible %v, unknown %v; expected %v and %v", tc.name, got, unknown, tc.incompatible, tc.unknown)
 		}
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `model_type: "`+tc.modelType+`" — HF builds`) {
-			t.Errorf("%s: Validate = %v", tc.name, err)
+		if problems := problemText(p); !strings.Contains(problems, `model_type: "`+tc.modelType+`" — HF builds`) {
+			t.Errorf("%s: problems %q", tc.name, problems)
 		}
 	}
 }

@@ -1,12 +1,22 @@
-package model
+package presets
+
+// The HF config key policy: what each key a config.json can hold means for
+// a BitNet b1.58 model. The model (package model) decodes only the keys it
+// needs and ignores the rest, as HF does; the harness classifies every key
+// so that the architecture suite can say, key by key, which a config
+// honours, defaults, ignores harmlessly, or declares against BitNet b1.58.
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/tritter-ai/conformance/model"
 )
 
 // KeyClass says what one key of a config.json means for a BitNet b1.58
@@ -24,7 +34,8 @@ const (
 	KeyHarmless
 	// KeyIncompatible keys declare an architecture BitNet b1.58 does not
 	// have (QK-norm, LayerNorm, biases, rope_scaling, another family's
-	// keys, …). A config with one cannot be built.
+	// keys, …): the model would build a BitNet b1.58 block regardless, so
+	// the harness refuses such a config (Problems).
 	KeyIncompatible
 	// KeyUnknown keys are not known to the harness: HF would store and
 	// ignore them, so their intent is not honoured.
@@ -91,34 +102,6 @@ func (ks ConfigKeys) Lines() string {
 	return b.String()
 }
 
-// The HF BitNetConfig defaults (transformers models/bitnet; shared/REFERENCE.md).
-const (
-	hfVocabSize             = 128256
-	hfHiddenSize            = 2560
-	hfIntermediateSize      = 6912
-	hfNumHiddenLayers       = 30
-	hfNumAttentionHeads     = 20
-	hfNumKeyValueHeads      = 5
-	hfHiddenAct             = "relu2"
-	hfMaxPositionEmbeddings = 2048
-	hfRMSNormEps            = 1e-5
-	hfRopeTheta             = 500000.0
-	// HF BitNetQuantConfig defaults.
-	hfLinearClass      = "bitlinear"
-	hfQuantizationMode = "offline"
-)
-
-// hfDefaults is the config HF BitNetConfig builds from an empty config.json.
-func hfDefaults() Config {
-	return Config{
-		VocabSize: hfVocabSize, HiddenSize: hfHiddenSize, IntermediateSize: hfIntermediateSize,
-		NumHiddenLayers: hfNumHiddenLayers, NumAttentionHeads: hfNumAttentionHeads, NumKeyValueHeads: hfNumKeyValueHeads,
-		HiddenAct: hfHiddenAct, MaxPositionEmbeddings: hfMaxPositionEmbeddings, RMSNormEps: hfRMSNormEps,
-		RopeTheta: hfRopeTheta, InitializerRange: DefaultInitializerRange,
-		TieWordEmbeddings: false, AttentionBias: false,
-	}
-}
-
 // defaultedKeys are the keys whose absence HF fills with a default that
 // decides a shape or a numeric behaviour, with that default.
 var defaultedKeys = []struct{ key, value string }{
@@ -140,16 +123,18 @@ var defaultedKeys = []struct{ key, value string }{
 }
 
 // keyRule classifies one present key from its value and the decoded config.
-type keyRule func(v json.RawMessage, c *Config, all map[string]json.RawMessage) (KeyClass, string)
+type keyRule func(v json.RawMessage, c *model.Config, all map[string]json.RawMessage) (KeyClass, string)
 
 func fixed(class KeyClass, note string) keyRule {
-	return func(json.RawMessage, *Config, map[string]json.RawMessage) (KeyClass, string) { return class, note }
+	return func(json.RawMessage, *model.Config, map[string]json.RawMessage) (KeyClass, string) {
+		return class, note
+	}
 }
 
 // checked is a key the harness reads; null is refused because HF keeps None
 // there instead of its default.
 func checked(note string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if isNull(v) {
 			return KeyIncompatible, "null: HF keeps None here rather than its default, and cannot build the model"
 		}
@@ -160,7 +145,7 @@ func checked(note string) keyRule {
 // flagOn is a boolean feature BitNet b1.58 lacks: off is harmless, on is
 // incompatible.
 func flagOn(meaning string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if isNull(v) || isFalse(v) {
 			return KeyHarmless, "off, so it declares nothing"
 		}
@@ -171,7 +156,7 @@ func flagOn(meaning string) keyRule {
 // flagOff is a boolean feature BitNet b1.58 has: on is harmless, off is
 // incompatible.
 func flagOff(meaning string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if isTrue(v) {
 			return KeyHarmless, "on, as in BitNet b1.58"
 		}
@@ -182,7 +167,7 @@ func flagOff(meaning string) keyRule {
 // zeroOrNull is a quantity BitNet b1.58 does not use (a dropout, a
 // softcap): 0 or null is harmless, anything else incompatible.
 func zeroOrNull(meaning string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if f, ok := asNumber(v); isNull(v) || ok && f == 0 || isFalse(v) {
 			return KeyHarmless, "0 or null, so it has no effect"
 		}
@@ -192,7 +177,7 @@ func zeroOrNull(meaning string) keyRule {
 
 // nullOnly is a block BitNet b1.58 does not have: null is harmless.
 func nullOnly(meaning string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if isNull(v) {
 			return KeyHarmless, "null, so it has no effect"
 		}
@@ -202,7 +187,7 @@ func nullOnly(meaning string) keyRule {
 
 // numberIs is a setting whose only BitNet b1.58 value is want.
 func numberIs(want float64, meaning string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		if f, ok := asNumber(v); ok && f == want {
 			return KeyHarmless, fmt.Sprintf("%v, as in BitNet b1.58", want)
 		}
@@ -212,7 +197,7 @@ func numberIs(want float64, meaning string) keyRule {
 
 // stringIn is a setting whose BitNet b1.58 values are listed.
 func stringIn(meaning string, want ...string) keyRule {
-	return func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		var s string
 		if json.Unmarshal(v, &s) == nil {
 			for _, w := range want {
@@ -227,15 +212,15 @@ func stringIn(meaning string, want ...string) keyRule {
 
 // otherName is another model family's key for a setting HF BitNetConfig
 // reads under its own key: HF ignores it, so the config's intent is lost.
-func otherName(family, hfKey string, value func(*Config) any) keyRule {
-	return func(_ json.RawMessage, c *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func otherName(family, hfKey string, value func(*model.Config) any) keyRule {
+	return func(_ json.RawMessage, c *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		return KeyIncompatible, fmt.Sprintf("%s's key; HF BitNetConfig ignores it and uses %s = %v", family, hfKey, value(c))
 	}
 }
 
 // otherAct is another family's activation key.
 func otherAct(family string) keyRule {
-	return func(_ json.RawMessage, c *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	return func(_ json.RawMessage, c *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		return KeyIncompatible, fmt.Sprintf("%s's activation key; HF BitNet ignores it and uses hidden_act %q, so the activation this config intends is not applied", family, c.HiddenAct)
 	}
 }
@@ -255,13 +240,13 @@ const (
 	partialRoPEMeaning = "partial rotary: RoPE rotates only part of each head; BitNet b1.58 rotates all head_dim dimensions"
 )
 
-var hiddenSizeOf = func(c *Config) any { return c.HiddenSize }
-var layersOf = func(c *Config) any { return c.NumHiddenLayers }
-var headsOf = func(c *Config) any { return c.NumAttentionHeads }
-var kvHeadsOf = func(c *Config) any { return c.NumKeyValueHeads }
-var intermediateOf = func(c *Config) any { return c.IntermediateSize }
-var positionsOf = func(c *Config) any { return c.MaxPositionEmbeddings }
-var thetaOf = func(c *Config) any { return c.RopeTheta }
+var hiddenSizeOf = func(c *model.Config) any { return c.HiddenSize }
+var layersOf = func(c *model.Config) any { return c.NumHiddenLayers }
+var headsOf = func(c *model.Config) any { return c.NumAttentionHeads }
+var kvHeadsOf = func(c *model.Config) any { return c.NumKeyValueHeads }
+var intermediateOf = func(c *model.Config) any { return c.IntermediateSize }
+var positionsOf = func(c *model.Config) any { return c.MaxPositionEmbeddings }
+var thetaOf = func(c *model.Config) any { return c.RopeTheta }
 
 // keyRules classifies every top-level key the harness knows.
 var keyRules = map[string]keyRule{
@@ -440,7 +425,7 @@ var quantRules = map[string]keyRule{
 	"quantization_mode": quantizationModeRule,
 	"use_rms_norm":      flagOn("AutoBitLinear adds an RMSNorm before act_quant in every linear; BitNet b1.58's norms are the sub-norm weights"),
 	"rms_norm_eps":      fixed(KeyHarmless, "used only with use_rms_norm"),
-	"modules_to_not_convert": func(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+	"modules_to_not_convert": func(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 		var names []string
 		if isNull(v) {
 			return KeyHarmless, "null: only lm_head stays full precision"
@@ -466,14 +451,14 @@ func slicesWithout(names []string, drop string) []string {
 	return out
 }
 
-func kvHeadsRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func kvHeadsRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	if isNull(v) {
 		return KeyChecked, "null: HF uses num_attention_heads (multi-head attention)"
 	}
 	return KeyChecked, "KV heads (GQA)"
 }
 
-func headDimRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func headDimRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	if isNull(v) {
 		return KeyChecked, "null: hidden_size / num_attention_heads"
 	}
@@ -487,7 +472,7 @@ var activationMeanings = map[string]string{
 	"gelu":  "gelu(gate)·up (GeGLU); BitNet b1.58 uses relu(gate)²·up",
 }
 
-func hiddenActRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func hiddenActRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
 		return KeyIncompatible, "expected a string activation name"
@@ -504,7 +489,7 @@ func hiddenActRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (
 	return KeyIncompatible, fmt.Sprintf("activation %q; BitNet b1.58 uses relu(gate)²·up (relu2)", s)
 }
 
-func attentionBiasRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func attentionBiasRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	if isTrue(v) {
 		return KeyIncompatible, "adds biases to q/k/v/o_proj; BitNet b1.58 has none"
 	}
@@ -523,7 +508,7 @@ var familyMeanings = map[string]string{
 	"olmo":     "non-parametric LayerNorm, SwiGLU MLP",
 }
 
-func modelTypeRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func modelTypeRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var s string
 	if json.Unmarshal(v, &s) == nil && s == "bitnet" {
 		return KeyChecked, "HF builds BitNetForCausalLM"
@@ -535,7 +520,7 @@ func modelTypeRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (
 	return KeyIncompatible, note
 }
 
-func architecturesRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func architecturesRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var names []string
 	if isNull(v) {
 		return KeyHarmless, "null: the class comes from model_type"
@@ -551,7 +536,7 @@ func architecturesRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessag
 
 // ropeParametersRule accepts transformers' newer spelling of plain RoPE,
 // {"rope_type": "default", "rope_theta": θ}, when θ agrees with rope_theta.
-func ropeParametersRule(v json.RawMessage, c *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func ropeParametersRule(v json.RawMessage, c *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	if isNull(v) {
 		return KeyHarmless, "null, so it has no effect"
 	}
@@ -580,14 +565,14 @@ func ropeParametersRule(v json.RawMessage, c *Config, _ map[string]json.RawMessa
 	return KeyChecked, "plain RoPE"
 }
 
-func rotaryDimRule(v json.RawMessage, c *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func rotaryDimRule(v json.RawMessage, c *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	if f, ok := asNumber(v); isNull(v) || ok && int64(f) == c.HeadDim() && f == math.Trunc(f) {
 		return KeyHarmless, "rotates the whole head, as in BitNet b1.58"
 	}
 	return KeyIncompatible, partialRoPEMeaning
 }
 
-func slidingWindowRule(v json.RawMessage, _ *Config, all map[string]json.RawMessage) (KeyClass, string) {
+func slidingWindowRule(v json.RawMessage, _ *model.Config, all map[string]json.RawMessage) (KeyClass, string) {
 	if isNull(v) {
 		return KeyHarmless, "null, so it has no effect"
 	}
@@ -597,7 +582,7 @@ func slidingWindowRule(v json.RawMessage, _ *Config, all map[string]json.RawMess
 	return KeyIncompatible, slidingMeaning
 }
 
-func quantMethodRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func quantMethodRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var s string
 	if json.Unmarshal(v, &s) == nil && s == "bitnet" {
 		return KeyChecked, "HF's BitNet quantizer"
@@ -605,7 +590,7 @@ func quantMethodRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage)
 	return KeyIncompatible, fmt.Sprintf("quantizer %s, not bitnet: HF does not build BitLinear layers", compact(v))
 }
 
-func linearClassRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func linearClassRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var s string
 	json.Unmarshal(v, &s)
 	switch s {
@@ -617,7 +602,7 @@ func linearClassRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage)
 	return KeyIncompatible, `expected "autobitlinear" or "bitlinear"`
 }
 
-func quantizationModeRule(v json.RawMessage, _ *Config, _ map[string]json.RawMessage) (KeyClass, string) {
+func quantizationModeRule(v json.RawMessage, _ *model.Config, _ map[string]json.RawMessage) (KeyClass, string) {
 	var s string
 	json.Unmarshal(v, &s)
 	switch s {
@@ -629,9 +614,52 @@ func quantizationModeRule(v json.RawMessage, _ *Config, _ map[string]json.RawMes
 	return KeyIncompatible, `expected "online" or "offline"`
 }
 
+// ClassifyKeys classifies every key of a config.json, absent ones with an
+// HF default included. source names the file in errors.
+func ClassifyKeys(data []byte, source string) (ConfigKeys, error) {
+	c, err := model.DecodeConfig(data, source)
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("%s: %v", source, err)
+	}
+	return classifyKeys(top, &c), nil
+}
+
+// ReadConfigKeys classifies the keys of the config.json at path.
+func ReadConfigKeys(path string) (ConfigKeys, error) {
+	if _, err := model.ReadConfigFile(path); err != nil {
+		return nil, err // missing, too large or not a config object
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ClassifyKeys(data, path)
+}
+
+// Problems is every problem of a preset: the fields the model cannot build
+// (model.Config.Problems) and every key that declares an architecture
+// BitNet b1.58 lacks, unless a field problem already names it.
+func Problems(p Preset) []model.ConfigProblem {
+	out := p.Config.Problems()
+	for _, k := range p.Keys.Of(KeyIncompatible) {
+		if !slices.ContainsFunc(out, func(q model.ConfigProblem) bool { return q.Field == k.Key }) {
+			msg := k.Note
+			if k.Value != "" {
+				msg = k.Value + " — " + k.Note
+			}
+			out = append(out, model.ConfigProblem{Field: k.Key, Message: msg})
+		}
+	}
+	return out
+}
+
 // classifyKeys classifies every key of a config.json object, absent ones
 // with an HF default included. c is the config decoded from it.
-func classifyKeys(top map[string]json.RawMessage, c *Config) ConfigKeys {
+func classifyKeys(top map[string]json.RawMessage, c *model.Config) ConfigKeys {
 	out := classifyObject(top, "", keyRules, c)
 	for _, d := range defaultedKeys {
 		if _, ok := top[d.key]; !ok {
@@ -667,7 +695,7 @@ func classifyKeys(top map[string]json.RawMessage, c *Config) ConfigKeys {
 }
 
 // classifyObject classifies the keys of one JSON object, sorted by key.
-func classifyObject(obj map[string]json.RawMessage, prefix string, rules map[string]keyRule, c *Config) ConfigKeys {
+func classifyObject(obj map[string]json.RawMessage, prefix string, rules map[string]keyRule, c *model.Config) ConfigKeys {
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
 		if prefix == "" && k == "quantization_config" {
