@@ -14,10 +14,10 @@ type ForwardOptions struct {
 	Trace   bool
 	Compute Compute
 	// Jitter, when non-zero, seeds an alternative correct run for spread
-	// measurement: the quantizers' rounding policy ops.Rounding{Seed:
-	// Jitter} multiplies every quantizer input by (1+ε), ε uniform in
-	// ±2^-21, and decides near-ties at random. It is not a bug. It runs
-	// the float path (or float64 with ComputeFloat64).
+	// measurement, a rounding policy and not a bug (internal/ops,
+	// Rounding): every quantizer input is multiplied by (1+ε), ε uniform
+	// in ±2^-21, and near-ties are decided at random. It runs the float
+	// path (or float64 with ComputeFloat64).
 	Jitter uint64
 }
 
