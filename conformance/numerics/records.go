@@ -23,7 +23,9 @@ type CheckRecord struct {
 	Name string `json:"name"`
 	// Order is the check's position in the case's computation order
 	// (CaseChecks), so records of one case from two suites merge in order.
-	Order  int     `json:"order"`
+	Order int `json:"order"`
+	// Class is the kind of bound the check is judged by (BoundClass).
+	Class  string  `json:"class"`
 	Layer  int     `json:"layer"`
 	Op     string  `json:"op"`
 	Tensor string  `json:"tensor"`
@@ -40,7 +42,7 @@ type CheckRecord struct {
 func Record(c *golden.Case, results []Result) CaseRecord {
 	rec := CaseRecord{Case: CaseName(c.Path), Path: c.Path, Version: c.Version}
 	for _, r := range results {
-		cr := CheckRecord{Name: r.Check.Name, Order: r.Check.Order, Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
+		cr := CheckRecord{Name: r.Check.Name, Order: r.Check.Order, Class: string(r.Check.Class()), Layer: r.Check.Layer, Op: r.Check.Op, Tensor: r.Check.Tensor, Stage: r.Check.Stage.String(),
 			Ratio: jsonNumber(r.Measure.Ratio), Index: r.Measure.Index, Error: jsonNumber(r.Measure.Error), Bound: jsonNumber(r.Measure.Bound), Passed: r.Passed()}
 		if r.Err != nil {
 			cr.Err = r.Err.Error()

@@ -56,6 +56,19 @@ type Numerics struct {
 	Failed            int     `json:"failed_checks"`
 	// Stages summarises the ratios of each stage's checks.
 	Stages map[string]RatioSummary `json:"stages"`
+	// Headroom is, per bound class (numerics.BoundClass), how far the
+	// largest error of a passing check stays below its bound.
+	Headroom map[string]Headroom `json:"headroom"`
+}
+
+// Headroom is the margin of one bound class on a run: the bound over the
+// largest error a passing check showed against it (1/MaxRatio). A large
+// headroom means the class's bounds are loose for these cases.
+type Headroom struct {
+	Checks   int     `json:"checks"`
+	MaxRatio float64 `json:"max_ratio"`
+	Headroom float64 `json:"headroom"` // 0 when every passing check was exact
+	Worst    string  `json:"worst"`    // case: check
 }
 
 // RatioSummary is the distribution of the error/bound ratios of a set of
@@ -206,10 +219,22 @@ func mergeCases(have, add []numerics.CaseRecord) []numerics.CaseRecord {
 
 // tally recomputes the summary fields from the records.
 func (rep *Numerics) tally() {
-	rep.WorstPassingRatio, rep.Failed, rep.Stages = 0, 0, map[string]RatioSummary{}
+	rep.WorstPassingRatio, rep.Failed, rep.Stages, rep.Headroom = 0, 0, map[string]RatioSummary{}, map[string]Headroom{}
 	byStage := map[string][]float64{}
 	for _, c := range rep.Cases {
 		for _, ch := range c.Checks {
+			if ch.Passed && ch.Class != "" {
+				h := rep.Headroom[ch.Class]
+				h.Checks++
+				if ch.Ratio > h.MaxRatio || h.Worst == "" {
+					h.MaxRatio, h.Worst = ch.Ratio, c.Case+": "+ch.Name
+				}
+				h.Headroom = 0 // no error at all (exact ops)
+				if h.MaxRatio > 0 {
+					h.Headroom = 1 / h.MaxRatio
+				}
+				rep.Headroom[ch.Class] = h
+			}
 			if ch.Err == "" && !math.IsNaN(ch.Ratio) {
 				byStage[ch.Stage] = append(byStage[ch.Stage], ch.Ratio)
 			}
