@@ -429,41 +429,24 @@ func plotRatios(path, title string, cases []numerics.CaseRecord, nameFirst bool)
 		if !ok {
 			continue
 		}
-		s, err := plotter.NewScatter(pts)
-		if err != nil {
-			return err
-		}
-		s.GlyphStyle.Color = plotutil.Color(layer + 1)
-		s.GlyphStyle.Radius = vg.Points(2)
-		s.GlyphStyle.Shape = draw.CircleGlyph{}
-		p.Add(s)
 		name := "passing, model-level"
 		if layer >= 0 {
 			name = fmt.Sprintf("passing, layer %d", layer)
 		}
-		p.Legend.Add(name, s)
-	}
-	if len(failing) > 0 {
-		s, err := plotter.NewScatter(failing)
-		if err != nil {
+		if err := addScatter(p, pts, plotutil.Color(layer+1), 2, draw.CircleGlyph{}, name); err != nil {
 			return err
 		}
-		s.GlyphStyle.Color = color.RGBA{R: 220, A: 255}
-		s.GlyphStyle.Radius = vg.Points(4)
-		s.GlyphStyle.Shape = draw.CrossGlyph{}
-		p.Add(s)
-		p.Legend.Add(fmt.Sprintf("failing (%d)", len(failing)), s)
+	}
+	red := color.RGBA{R: 220, A: 255}
+	if len(failing) > 0 {
+		if err := addScatter(p, failing, red, 4, draw.CrossGlyph{}, fmt.Sprintf("failing (%d)", len(failing))); err != nil {
+			return err
+		}
 	}
 	if len(firsts) > 0 {
-		s, err := plotter.NewScatter(firsts)
-		if err != nil {
+		if err := addScatter(p, firsts, red, 8, draw.RingGlyph{}, "first failure of a case (where divergence starts)"); err != nil {
 			return err
 		}
-		s.GlyphStyle.Color = color.RGBA{R: 220, A: 255}
-		s.GlyphStyle.Radius = vg.Points(8)
-		s.GlyphStyle.Shape = draw.RingGlyph{}
-		p.Add(s)
-		p.Legend.Add("first failure of a case (where divergence starts)", s)
 		if nameFirst {
 			l, err := plotter.NewLabels(plotter.XYLabels{XYs: firsts, Labels: firstNames})
 			if err != nil {
@@ -481,6 +464,20 @@ func plotRatios(path, title string, cases []numerics.CaseRecord, nameFirst bool)
 	p.Legend.XOffs = -vg.Points(6)
 	width := vg.Length(math.Max(9, 0.16*float64(len(slots)))) * vg.Inch
 	return p.Save(width, 7*vg.Inch, path)
+}
+
+// addScatter draws points with one glyph and names them in the legend.
+func addScatter(p *plot.Plot, pts plotter.XYs, c color.Color, radius float64, shape draw.GlyphDrawer, legend string) error {
+	s, err := plotter.NewScatter(pts)
+	if err != nil {
+		return err
+	}
+	s.GlyphStyle.Color = c
+	s.GlyphStyle.Radius = vg.Points(radius)
+	s.GlyphStyle.Shape = shape
+	p.Add(s)
+	p.Legend.Add(legend, s)
+	return nil
 }
 
 // stageSpan is a run of x slots of one stage.

@@ -237,16 +237,7 @@ func TestMasterConfigsMustAgree(t *testing.T) {
 // rounding threshold is a legitimate bf16 rounding, counted, not reported.
 func TestMasterTieCodeIsTolerated(t *testing.T) {
 	packed, master := masterPair(t, "autobitlinear")
-	mf, err := tensorfile.Open(filepath.Join(master, SingleFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := mf.Float32(qProj1)
-	mf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := kernels.WeightScale(w)
+	w, s := masterQProj1(t, master)
 	tie := -1
 	for i, v := range w {
 		if d := math.Abs(math.Abs(float64(v*s)) - 0.5); d <= 0.5*CodeTieBand && v > 0 {
@@ -257,18 +248,42 @@ func TestMasterTieCodeIsTolerated(t *testing.T) {
 	if tie < 0 {
 		t.Fatal("no weight near the threshold in the test tensor")
 	}
+	flipPositiveCode(t, packed, tie)
+	r := compareMaster(t, packed, master)
+	if r.Err() != nil || r.TieCodes != 1 {
+		t.Errorf("tie code at %d: %d tie codes, %v", tie, r.TieCodes, r.Err())
+	}
+}
+
+// masterQProj1 returns the master's qProj1 weights and their online scale
+// 1/mean|W|.
+func masterQProj1(t *testing.T, master string) ([]float32, float32) {
+	t.Helper()
+	mf, err := tensorfile.Open(filepath.Join(master, SingleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	w, err := mf.Float32(qProj1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, kernels.WeightScale(w)
+}
+
+// flipPositiveCode swaps the packed code of qProj1's element i between +1
+// and 0 (codes 2 and 1), the flip a converter makes on a positive weight
+// at the rounding threshold.
+func flipPositiveCode(t *testing.T, packed string, i int) {
+	t.Helper()
 	const rows, cols = 64, 64
 	editLinears(t, packed, func(name string) bool { return name == qProj1 }, func(tn *tensorfile.Tensor) {
-		r, c := tie/cols, tie%cols
+		r, c := i/cols, i%cols
 		quarter := rows / 4
 		shift := uint(2 * (r / quarter))
 		b := &tn.Data[(r%quarter)*cols+c]
 		code := *b >> shift & 3
 		*b &^= 3 << shift
-		*b |= (3 - code) << shift // +1 ↔ 0 for a positive weight at the threshold (codes 2 ↔ 1)
+		*b |= (3 - code) << shift
 	})
-	r := compareMaster(t, packed, master)
-	if r.Err() != nil || r.TieCodes != 1 {
-		t.Errorf("tie code at %d: %d tie codes, %v", tie, r.TieCodes, r.Err())
-	}
 }

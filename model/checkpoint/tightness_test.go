@@ -7,11 +7,9 @@ package checkpoint
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/tritter-ai/conformance/internal/tensorfile"
-	"github.com/tritter-ai/conformance/kernels"
 )
 
 const (
@@ -42,16 +40,7 @@ func TestWeightScaleToleranceIsTight(t *testing.T) {
 // is a tie code (passes), one at 1.5 band-widths is a conversion bug.
 func TestCodeTieBandIsTight(t *testing.T) {
 	packed, master := masterPair(t, "autobitlinear")
-	mf, err := tensorfile.Open(filepath.Join(master, SingleFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := mf.Float32(qProj1)
-	mf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := kernels.WeightScale(w)
+	w, s := masterQProj1(t, master)
 	// distance of |W·s| from 0.5, in units of the band's half-width.
 	bands := func(i int) float64 {
 		return math.Abs(math.Abs(float64(w[i])*float64(s))-0.5) / (0.5 * documentedCodeTieBand)
@@ -71,16 +60,7 @@ func TestCodeTieBandIsTight(t *testing.T) {
 		if want > 1 {
 			p, master = masterPair(t, "autobitlinear")
 		}
-		const rows, cols = 64, 64
-		editLinears(t, p, func(name string) bool { return name == qProj1 }, func(tn *tensorfile.Tensor) {
-			r, c := pick/cols, pick%cols
-			quarter := rows / 4
-			shift := uint(2 * (r / quarter))
-			b := &tn.Data[(r%quarter)*cols+c]
-			code := *b >> shift & 3
-			*b &^= 3 << shift
-			*b |= (3 - code) << shift // +1 ↔ 0 for a positive weight (codes 2 ↔ 1)
-		})
+		flipPositiveCode(t, p, pick)
 		r := compareMaster(t, p, master)
 		if failed := r.Err() != nil; failed != (want > 1) {
 			t.Errorf("code flipped at %.2f band-widths from the threshold: failed=%v, want %v (%d tie codes; %s)", bands(pick), failed, want > 1, r.TieCodes, problemsText(r))
