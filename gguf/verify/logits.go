@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
 
 	"github.com/tritter-ai/conformance/conformance/numerics"
 	"github.com/tritter-ai/conformance/gguf"
@@ -231,15 +233,16 @@ func (v *Verifier) referenceModel() (*model.Model, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: tensor %q: not in the HF model", v.ref.Name, name)
 		}
-		vals := append([]float32(nil), p.Float32()...)
 		typ := gguf.TypeF16
 		if info, ok := v.file.Tensor(ggufName); ok && (info.Type == gguf.TypeF32 || info.Type == gguf.TypeBF16) {
 			typ = info.Type
 		}
+		vals := p.Float32() // read only: it may be the model's own storage
+		out := make([]float32, len(vals))
 		for i, x := range vals {
-			vals[i] = gguf.RoundTo(typ, x)
+			out[i] = gguf.RoundTo(typ, x)
 		}
-		return vals, nil
+		return out, nil
 	}
 	embed, err := rounded("model.embed_tokens.weight", "token_embd.weight")
 	if err != nil {
@@ -256,6 +259,7 @@ func (v *Verifier) referenceModel() (*model.Model, error) {
 			return nil, err
 		}
 	}
+	runtime.GC() // the copies rounded read from go before the view allocates its own
 	return view(v.cfg, modelSource{m}, embed, norm, head)
 }
 
@@ -292,7 +296,10 @@ func (v *Verifier) runForwards() (*logitsResult, error) {
 		r.spread = math.Max(r.spread, d)
 		v.progress(2+int(run), total, "forward passes")
 	}
+	// The reference's embedding copy goes before the decoded model's comes.
 	ref, base = nil, nil
+	runtime.GC()
+	debug.FreeOSMemory()
 	r.bound = LogitsBound(r.spread)
 	dec, err := v.decodedModel()
 	if err != nil {

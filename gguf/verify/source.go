@@ -34,5 +34,5 @@ func (c modelConverter) Floats(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("tensor %q: not in the model", name)
 	}
-	return append([]float32(nil), p.Float32()...), nil
+	return p.Float32(), nil // WriteBitNet only reads it
 }

@@ -50,13 +50,20 @@ type hfLinear struct {
 
 // linear reads a linear of the HF model: an offline one's codes and
 // weight_scale under its convention, or online quantization of the master.
-func (r *Reference) linear(name string) (hfLinear, error) {
+func (r *Reference) linear(name string) (h hfLinear, err error) {
+	// A streamed checkpoint reads its codes only now, and the model panics
+	// on a code its source cannot give: that is an error of the checkpoint.
+	defer func() {
+		if e := recover(); e != nil {
+			h, err = hfLinear{}, fmt.Errorf("%s: tensor %q: %v", r.Name, name, e)
+		}
+	}()
 	p, ok := r.Model.Param(name)
 	if !ok {
 		return hfLinear{}, fmt.Errorf("%s: tensor %q: not in the HF model", r.Name, name)
 	}
 	if t, ws, conv, ok := p.Offline(); ok {
-		h := hfLinear{codes: t.Unpack(), scale: float64(ws), rtol: offlineRelErr,
+		h = hfLinear{codes: t.Unpack(), scale: float64(ws), rtol: offlineRelErr,
 			source: fmt.Sprintf("the checkpoint's packed codes, weight_scale %g under autobitlinear (multiplied)", ws)}
 		if conv == model.ScaleDivides {
 			h.scale = 1 / float64(ws)
@@ -75,7 +82,7 @@ func (r *Reference) linear(name string) (hfLinear, error) {
 	if n > 0 {
 		mean = sum / float64(n)
 	}
-	h := hfLinear{latent: w, s: kernels.WeightScale(w), codes: make([]int8, n), tie: make([]bool, n),
+	h = hfLinear{latent: w, s: kernels.WeightScale(w), codes: make([]int8, n), tie: make([]bool, n),
 		scale: math.Max(mean, float64(float32(1e-5))), rtol: converterRelErr(n)}
 	kernels.Ternarize(h.codes, w, h.s)
 	for i, x := range w {

@@ -386,3 +386,45 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomTensorData: a file whose tensor bytes are random (codes 3, NaN
+// and negative scales, garbage norms) is reported, never a panic.
+func TestRandomTensorData(t *testing.T) {
+	dir := checkpointDir(t, testConfig(false, "autobitlinear"), checkpoint.Online, 17)
+	ref, err := LoadReference(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "model.gguf")
+	if err := gguf.WriteBitNet(path, ref.Config, SourceOf(ref.Model), gguf.BitNetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := f.DataStart
+	f.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		state := seed
+		for i := start; i < int64(len(data)); i++ {
+			state = state*6364136223846793005 + 1442695040888963407
+			data[i] = byte(state >> 56)
+		}
+		bad := filepath.Join(t.TempDir(), "random.gguf")
+		if err := os.WriteFile(bad, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs, err := File(bad, dir, Options{})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if len(ConversionErrors(fs)) == 0 {
+			t.Errorf("seed %d: random tensor data passed", seed)
+		}
+	}
+}
