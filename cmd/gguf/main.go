@@ -159,7 +159,7 @@ func progressPrinter(w io.Writer) func(done, total int, unit string) {
 	return func(done, total int, unit string) {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(last) < 10*time.Second && done < total {
+		if time.Since(last) < 10*time.Second || time.Since(start) < 10*time.Second {
 			return
 		}
 		last = time.Now()
