@@ -77,8 +77,26 @@ func (h *Harness) presetSubject(p Preset) *Subject {
 	cfg, seed := p.Config, h.config.Seed
 	return &Subject{Name: p.Name, Source: p.Source, Config: cfg, h: h,
 		build: func(streamed bool) (*model.Model, error) {
+			if err := incompatible(p.Source, presets.Problems(p)); err != nil {
+				return nil, err
+			}
 			return model.New(cfg, model.Options{Seed: seed, Streamed: streamed})
 		}}
+}
+
+// incompatible refuses a config that declares an architecture BitNet
+// b1.58 lacks (presets.Problems: invalid sizes, and keys such as
+// use_qk_norm that the model does not read but HF would act on), so no
+// model spec runs on something that is not BitNet b1.58.
+func incompatible(source string, problems []model.ConfigProblem) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = p
+	}
+	return fmt.Errorf("%s is not a BitNet b1.58 config:\n%w", source, errors.Join(errs...))
 }
 
 func (h *Harness) checkpointSubject(dir string) (*Subject, error) {
@@ -86,8 +104,16 @@ func (h *Harness) checkpointSubject(dir string) (*Subject, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := presets.ReadConfigKeys(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	problems := presets.Problems(Preset{Name: "checkpoint", Source: dir, Config: cfg, Keys: keys})
 	return &Subject{Name: "checkpoint", Source: dir, Config: cfg, h: h,
 		build: func(streamed bool) (*model.Model, error) {
+			if err := incompatible(filepath.Join(dir, "config.json"), problems); err != nil {
+				return nil, err
+			}
 			if streamed {
 				return checkpoint.Load(dir, checkpoint.Streamed())
 			}
