@@ -47,15 +47,17 @@ test: vet unit fuzz-short conformance
 vet:
 	$(GO) vet ./...
 
-# The harness self-tests evaluate thousands of golden checks against 30
-# injected bugs; under the race detector they take minutes and add no race
-# coverage (the model tests run the same parallel code under -race), so
-# they run once more without it. The out-of-tree test builds a second module
-# that requires this one, under -trimpath (skipped by -short).
-SELFTESTS := TestHarnessCatchesEveryBug|TestCorrectModelPassesEveryCheck
+# The harness self-tests (conformance/numerics/selftest_test.go) evaluate
+# thousands of golden checks against 31 injected bugs (internal/mutants);
+# under the race detector they take minutes and add no race coverage (the
+# model tests run the same parallel code under -race), so they run once
+# more without it, with the tightness tests that -short skips
+# (tightness_test.go). The out-of-tree test builds a second module that
+# requires this one, under -trimpath (skipped by -short).
+SELFTESTS := TestHarnessCatchesEveryBug|TestCorrectModelPassesEveryCheck|TestReorderingsPassEveryCheck|TestSoftmaxWithoutMaxShiftFailsOnLargeScores|TestOfflineModelPassesEveryCheck|TestBoundHeadroom|TestEndToEndBoundsFailJustAbove
 unit:
 	$(GO) test -race -short -count=1 -skip '$(SELFTESTS)' $(PACKAGES)
-	$(GO) test -short -count=1 -run '$(SELFTESTS)' ./model/
+	$(GO) test -count=1 -run '$(SELFTESTS)' ./conformance/numerics/
 	$(GO) test -count=1 -run '^TestSpecsRunFromAnotherModule$$' ./conformance/
 
 # Each fuzz target runs a fixed number of inputs, about 10 s on two idle
@@ -160,7 +162,9 @@ golden:
 # make golden-sweep N=<N> SEED=<seed>. The suites run through go test, which
 # builds each binary in its own temporary folder (ginkgo builds in the
 # package folder, where two concurrent runs would remove each other's
-# binary), and prints a suite's output only when it fails.
+# binary), and prints a suite's output only when it fails. The numerics
+# report of each path (headroom per bound class included) is
+# reports/golden-sweep-{kernels,float}/numerics-filtered.json.
 # Target-specific defaults (as ci-soak's N); N=... SEED=... on the command
 # line override them. The default seed is read once, when make starts.
 GOLDEN_SWEEP_SEED := $(shell date +%s)
@@ -174,7 +178,8 @@ golden-sweep:
 		echo "golden-sweep: golden and gradient suites, -golden-compute=$$compute"; \
 		$(GO) test -count=1 -p 1 -timeout 2h ./suites/forward ./suites/gradient -args \
 			-ginkgo.label-filter=golden \
-			-golden-dir="$$dir" -golden-compute=$$compute $(ARGS) || rc=1; \
+			-golden-dir="$$dir" -golden-compute=$$compute -ginkgo.seed=$(SEED) \
+			-reports-dir="$(CURDIR)/$(REPORTS)/golden-sweep-$$compute" $(ARGS) || rc=1; \
 	done; \
 	if [ $$rc = 0 ]; then echo "golden-sweep: N=$(N) SEED=$(SEED) passed"; \
 	else echo "golden-sweep: N=$(N) SEED=$(SEED) FAILED (rerun: make golden-sweep N=$(N) SEED=$(SEED))"; fi; \
