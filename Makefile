@@ -189,9 +189,10 @@ golden-sweep:
 # checkpoints from golden/toolkit/checkpoints.py (bf16 online master, offline
 # packed under linear_class autobitlinear and bitlinear, single file or
 # sharded) with the golden case of each master, through every suite that
-# takes -model-dir (offline ones with -master-dir), which must pass; and four
+# takes -model-dir (offline ones with -master-dir), which must pass; and five
 # broken offline checkpoints (inverted scale, flipped code, wrong packing
-# order, wrong linear_class), which must fail naming the defect. The seed is
+# order, wrong linear_class stated or left to HF's default), which must fail
+# naming the defect. The seed is
 # printed first and last; rerun with make checkpoint-sweep N=<N> SEED=<seed>.
 CHECKPOINT_SWEEP_SEED := $(shell date +%s)
 checkpoint-sweep: N = 10

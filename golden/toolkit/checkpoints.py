@@ -18,12 +18,18 @@ files are a pure function of (S, k). For case k, named NAME:
     DIR/presets/NAME-{master,autobitlinear,bitlinear}.json   each checkpoint's config.json
 
 Each checkpoint is one model.safetensors or 2-3 shards with
-model.safetensors.index.json (drawn per checkpoint), and each offline one
-stores its weight_scale as BF16 or F32 (drawn).
+model.safetensors.index.json (drawn per checkpoint); each offline one
+stores its weight_scale as BF16 or F32 (drawn), and may leave a key to
+HF's default: half of the bitlinear configs omit linear_class (HF's
+default class is bitlinear), a quarter of the offline configs omit
+quantization_mode (HF's default mode is offline).
 
 With --bugs, DIR/bugs/BUG/ holds a broken offline checkpoint of case 0
-for each of BUGS (inverted-scale, flipped-code, packing-order,
-linear-class).
+for each of BUGS: inverted-scale (one linear's weight_scale inverted),
+flipped-code (one code negated), packing-order (one linear packed four
+consecutive rows to a byte), linear-class (config.json says bitlinear,
+the scales are autobitlinear's) and linear-class-absent (the same with
+linear_class left out, so HF's default, bitlinear, applies).
 
 DIR/runs.tsv lists what the sweep runs, one line per checkpoint: label,
 model dir, master dir ("-" for none), preset name, suites ("all" or
@@ -56,7 +62,7 @@ from . import safetensors_io
 SCRIPT = "golden.toolkit.checkpoints"
 CONVENTIONS = ["autobitlinear", "bitlinear"]
 VARIANTS = ["master"] + CONVENTIONS
-BUGS = ["inverted-scale", "flipped-code", "packing-order", "linear-class"]
+BUGS = ["inverted-scale", "flipped-code", "packing-order", "linear-class", "linear-class-absent"]
 ACT_SCALE_FLOOR = 1e-5  # weight_quant clamps mean|W| from below (reference.SCALE_FLOOR)
 METADATA = {"format": "pt"}  # what transformers writes in every shard
 
@@ -116,18 +122,40 @@ class Checkpoint:
         # Per checkpoint: the number of shards, and the weight_scale dtype.
         self.shards = {v: rng.choice([1, 1, 2, 3]) for v in VARIANTS}
         self.scale_dtype = {c: rng.choice([torch.bfloat16, torch.float32]) for c in CONVENTIONS}
+        # HF's defaults stated by omission: a bitlinear config without
+        # linear_class (HF's default class), an offline one without
+        # quantization_mode (HF's default mode).
+        self.omit_linear_class = rng.random() < 0.5
+        self.omit_mode = {c: rng.random() < 0.25 for c in CONVENTIONS}
         self.bug_rng = random.Random(self.seed + 1)
         self._params = None
 
-    def config(self, variant):
+    def config(self, variant, explicit=False):
         """config.json of a variant: the master's online config, or offline
-        with linear_class = variant."""
+        with linear_class = variant; unless explicit, the keys this case
+        leaves to HF's defaults (linear_class bitlinear, quantization_mode
+        offline) are omitted."""
         c = json.loads(json.dumps(self.case.config))
         c["torch_dtype"] = "bfloat16"
         if variant != "master":
-            c["quantization_config"] = {"quant_method": "bitnet", "linear_class": variant,
-                                        "quantization_mode": "offline"}
+            q = {"quant_method": "bitnet", "linear_class": variant, "quantization_mode": "offline"}
+            if not explicit and variant == "bitlinear" and self.omit_linear_class:
+                del q["linear_class"]
+            if not explicit and self.omit_mode[variant]:
+                del q["quantization_mode"]
+            c["quantization_config"] = q
         return c
+
+    def summary(self):
+        """One line: shards, weight_scale dtypes and the omitted keys."""
+        omitted = []
+        if self.omit_linear_class:
+            omitted.append("bitlinear without linear_class")
+        omitted += ["%s without quantization_mode" % c for c in CONVENTIONS if self.omit_mode[c]]
+        return "shards %s, weight_scale %s%s" % (
+            "/".join(str(self.shards[v]) for v in VARIANTS),
+            "/".join(str(self.scale_dtype[c]).replace("torch.", "") for c in CONVENTIONS),
+            "".join(", " + o for o in omitted))
 
     def params(self):
         """The master parameters, float32 holding bf16 values, with their kind."""
@@ -210,7 +238,7 @@ def offline_tensors(ck, convention, bug=None, bug_tensor=None):
             packed = pack(codes)
         if name == bug_tensor and bug == "packing-order":
             packed = pack_interleaved(codes)
-        if bug == "linear-class":  # config says bitlinear (divide); scales written for autobitlinear
+        if bug in ("linear-class", "linear-class-absent"):  # config: bitlinear (divide); scales: autobitlinear's
             scale = mean
         out.append((name, packed))
         out.append((name + "_scale", scale.reshape(1).to(scale_dtype)))
@@ -275,6 +303,8 @@ def bug_words(bug, tensor):
         "flipped-code": [tensor, "online quantization of the master gives"],
         "packing-order": [tensor, "codes differ from online quantization of the master"],
         "linear-class": ["weight_scale", "the other convention's weight_scale, so linear_class or the converter is wrong"],
+        "linear-class-absent": ["under bitlinear", "the other convention's weight_scale, so linear_class or the "
+                                "converter is wrong"],
     }[bug]
 
 
@@ -304,13 +334,15 @@ def write_bugs(ck, out):
     master = os.path.join(out, ck.name, "master")
     for bug in BUGS:
         folder = os.path.join(out, "bugs", bug)
-        if bug == "linear-class":
+        if bug in ("linear-class", "linear-class-absent"):
             tensor = None
-            config = ck.config("bitlinear")
+            config = ck.config("bitlinear", explicit=True)
+            if bug == "linear-class-absent":  # HF's default class, bitlinear, applies
+                del config["quantization_config"]["linear_class"]
             tensors = offline_tensors(ck, "bitlinear", bug=bug)
         else:
             tensor = bug_target(ck, bug)
-            config = ck.config("autobitlinear")
+            config = ck.config("autobitlinear", explicit=True)
             tensors = offline_tensors(ck, "autobitlinear", bug=bug, bug_tensor=tensor)
         write_checkpoint(folder, config, tensors, 1)
         preset = "%s-bug-%s" % (ck.name, bug)
@@ -339,9 +371,7 @@ def main():
         ck = Checkpoint(args.seed, k)
         first = first or ck
         lines += write_case(ck, args.out)
-        print("%s  shards %s, weight_scale %s" % (ck.name, "/".join(str(ck.shards[v]) for v in VARIANTS),
-                                                 "/".join(str(ck.scale_dtype[c]).replace("torch.", "")
-                                                          for c in CONVENTIONS)), flush=True)
+        print("%s  %s" % (ck.name, ck.summary()), flush=True)
     if args.bugs:
         lines += write_bugs(first, args.out)
     with open(os.path.join(args.out, "runs.tsv"), "w") as f:

@@ -620,8 +620,10 @@ class Checkpoints(Tmp):
             self.assertTrue(torch.equal(master[name].to(torch.float32), t), name)
         for convention in checkpoints.CONVENTIONS:
             config, packed = checkpoints.read_checkpoint(os.path.join(folder, convention))
-            self.assertEqual(config["quantization_config"], {"quant_method": "bitnet", "linear_class": convention,
-                                                             "quantization_mode": "offline"})
+            self.assertEqual(config, self.ck.config(convention))
+            q = config["quantization_config"]  # an omitted key is HF's default
+            self.assertEqual((q.get("linear_class", "bitlinear"), q.get("quantization_mode", "offline")),
+                             (convention, "offline"))
             scales = [n + "_scale" for n, _, kind in self.ck.params() if kind == "linear"]
             self.assertEqual(sorted(packed), sorted(list(params) + scales))
             for name, w, kind in self.ck.params():
@@ -652,6 +654,18 @@ class Checkpoints(Tmp):
         for name, t in tensors:
             self.assertTrue(torch.equal(back[name], t), name)
 
+    def test_configs_leave_keys_to_hf_defaults(self):
+        drawn = [checkpoints.Checkpoint(5, k) for k in range(12)]
+        self.assertTrue(any(ck.omit_linear_class for ck in drawn) and not all(ck.omit_linear_class for ck in drawn))
+        self.assertTrue(any(ck.omit_mode["autobitlinear"] or ck.omit_mode["bitlinear"] for ck in drawn))
+        for ck in drawn:
+            q = ck.config("bitlinear")["quantization_config"]
+            self.assertEqual("linear_class" in q, not ck.omit_linear_class)
+            self.assertEqual(ck.config("autobitlinear")["quantization_config"]["linear_class"], "autobitlinear")
+            self.assertEqual(ck.config("bitlinear", explicit=True)["quantization_config"],
+                             {"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"})
+            self.assertEqual(ck.config("master")["quantization_config"]["quantization_mode"], "online")
+
     def test_deterministic(self):
         a, b = checkpoints.Checkpoint(5, 1), checkpoints.Checkpoint(5, 1)
         self.assertEqual(a.name, b.name)
@@ -679,13 +693,24 @@ class Checkpoints(Tmp):
                 else:
                     self.assertGreater(int(diff.sum()), 5)  # more than CompareMaster lists: its count line names it
             self.assertIn(tensor, words[0])
-        bad = dict(checkpoints.offline_tensors(self.ck, "bitlinear", bug="linear-class"))
         right = dict(checkpoints.offline_tensors(self.ck, "bitlinear"))
-        for name in right:
-            if name.endswith("_scale"):
-                self.assertLessEqual(abs(float(bad[name]) * float(right[name]) - 1), 2.0 ** -7, name)  # inverted
-            else:
-                self.assertTrue(torch.equal(bad[name], right[name]), name)
+        for bug in ("linear-class", "linear-class-absent"):
+            bad = dict(checkpoints.offline_tensors(self.ck, "bitlinear", bug=bug))
+            for name in right:
+                if name.endswith("_scale"):
+                    self.assertLessEqual(abs(float(bad[name]) * float(right[name]) - 1), 2.0 ** -7, name)  # inverted
+                else:
+                    self.assertTrue(torch.equal(bad[name], right[name]), name)
+        out = self.path("bugs")
+        os.makedirs(os.path.join(out, "presets"))
+        rows = checkpoints.write_bugs(self.ck, out)
+        self.assertEqual([r[0] for r in rows], ["bug " + b for b in checkpoints.BUGS])
+        for row in rows:
+            config, _ = checkpoints.read_checkpoint(row[1])
+            q = config["quantization_config"]
+            self.assertEqual(q["quantization_mode"], "offline")
+            want = {"bug linear-class": "bitlinear", "bug linear-class-absent": None}.get(row[0], "autobitlinear")
+            self.assertEqual(q.get("linear_class"), want, row[0])
 
     def test_command_line(self):
         out = self.path("sweep")
