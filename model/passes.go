@@ -34,9 +34,12 @@ type Pass struct {
 // under its own GOMAXPROCS. Float64 passes and every pass of a resident
 // model run one by one.
 //
+// layerDone, when set, is called after each layer has run in every pass
+// that advances layer by layer, with the number of layers done so far.
+//
 // ForwardPasses must not run concurrently with calls that change the
 // kernel path or GOMAXPROCS.
-func (m *Model) ForwardPasses(passes []Pass) ([]*Output, error) {
+func (m *Model) ForwardPasses(passes []Pass, layerDone func(done, layers int)) ([]*Output, error) {
 	for k, p := range passes {
 		if err := m.checkBatch(p.Batch); err != nil {
 			return nil, fmt.Errorf("pass %d: %w", k, err)
@@ -72,7 +75,7 @@ func (m *Model) ForwardPasses(passes []Pass) ([]*Output, error) {
 	for i, k := range layered {
 		sub[i] = passes[k]
 	}
-	results, err := m.layerMajor(sub, env)
+	results, err := m.layerMajor(sub, env, layerDone)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +134,7 @@ type madeLayer struct {
 }
 
 // layerMajor runs float32 passes of a streamed model layer by layer.
-func (m *Model) layerMajor(passes []Pass, env passEnv) ([]*Output, error) {
+func (m *Model) layerMajor(passes []Pass, env passEnv, layerDone func(done, layers int)) ([]*Output, error) {
 	runs := make([]*passRun, len(passes))
 	kernelLinears := false
 	for k, p := range passes {
@@ -180,12 +183,16 @@ func (m *Model) layerMajor(passes []Pass, env passEnv) ([]*Output, error) {
 	}
 	buf := m.stream.get()
 	defer m.stream.put(buf)
-	for i := range int(m.cfg.NumHiddenLayers) {
+	layers := int(m.cfg.NumHiddenLayers)
+	for i := range layers {
 		made := m.makeLayer(buf, i, kernelLinears)
 		for k, run := range runs {
 			if waiting[k] == i {
 				waiting[k] = next(run, &made)
 			}
+		}
+		if layerDone != nil && made.err == nil {
+			layerDone(i+1, layers)
 		}
 	}
 	outs := make([]*Output, len(runs))

@@ -129,7 +129,7 @@ func TestForwardPassesMatchOneByOne(t *testing.T) {
 			procs, path := runtime.GOMAXPROCS(0), kernels.ActivePath()
 			for _, m := range []*Model{resident, streamed} {
 				label := fmt.Sprintf("%s/%v/streamed=%v", preset, storage, m.Streamed())
-				got, err := m.ForwardPasses(passes)
+				got, err := m.ForwardPasses(passes, nil)
 				if err != nil {
 					t.Fatalf("%s: %v", label, err)
 				}
@@ -204,9 +204,18 @@ func TestForwardPassesMakeEachLayerOnce(t *testing.T) {
 			layered++
 		}
 	}
-	got, err := m.ForwardPasses(passes)
+	var progress []int
+	got, err := m.ForwardPasses(passes, func(done, layers int) {
+		if layers != int(cfg.NumHiddenLayers) {
+			t.Errorf("progress: %d layers, want %d", layers, cfg.NumHiddenLayers)
+		}
+		progress = append(progress, done)
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fmt.Sprint(progress) != "[1 2]" {
+		t.Errorf("progress %v, want [1 2]", progress)
 	}
 	checkSameOutputs(t, "sourced", passes, got, oneByOne(t, resident, passes))
 	for _, spec := range cfg.Inventory() {
@@ -232,17 +241,17 @@ func TestForwardPassesLayerError(t *testing.T) {
 	m := sourcedModel(t, resident, src)
 	goroutines := runtime.NumGoroutine()
 	passes := []Pass{{Batch: tinyBatch(cfg, 1, 4, 1)}, {Batch: tinyBatch(cfg, 2, 3, 2), Procs: 1}}
-	_, err = m.ForwardPasses(passes)
+	_, err = m.ForwardPasses(passes, nil)
 	if err == nil || !strings.Contains(err.Error(), "injected read error") {
 		t.Fatalf("error %v, want the source's read error", err)
 	}
 	if n := runtime.NumGoroutine(); n > goroutines {
 		t.Errorf("%d goroutines after the failed passes, %d before", n, goroutines)
 	}
-	if _, err := m.ForwardPasses([]Pass{{Batch: Batch{B: 1, T: 1, IDs: []int32{-1}}}}); err == nil || !strings.Contains(err.Error(), "pass 0") {
+	if _, err := m.ForwardPasses([]Pass{{Batch: Batch{B: 1, T: 1, IDs: []int32{-1}}}}, nil); err == nil || !strings.Contains(err.Error(), "pass 0") {
 		t.Errorf("bad token: error %v, want one naming pass 0", err)
 	}
-	if _, err := m.ForwardPasses([]Pass{{Batch: tinyBatch(cfg, 1, 2, 1), Path: "no-such-path"}}); err == nil {
+	if _, err := m.ForwardPasses([]Pass{{Batch: tinyBatch(cfg, 1, 2, 1), Path: "no-such-path"}}, nil); err == nil {
 		t.Error("unknown kernel path: no error")
 	}
 }
@@ -268,7 +277,7 @@ func TestFullScaleForwardPasses(t *testing.T) {
 		}
 	}
 	ph := newPhase(t)
-	got, err := m.ForwardPasses(passes)
+	got, err := m.ForwardPasses(passes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
