@@ -2,9 +2,9 @@ package model
 
 import (
 	"fmt"
-	"math"
 	"testing"
 
+	"github.com/tritter-ai/conformance/internal/fdcheck"
 	"github.com/tritter-ai/conformance/internal/ops"
 )
 
@@ -123,43 +123,6 @@ func (f *float64Net) loss(b Batch) float64 {
 	return ops.CrossEntropy[float64](nil, r.logits, b.IDs, b.B, b.T, int(f.cfg.VocabSize))
 }
 
-// fdCompare checks analytic against central differences of loss over the
-// entries of x, returning the relative L2 error.
-func fdCompare(t *testing.T, name string, x, analytic []float64, loss func() float64) {
-	t.Helper()
-	const h = 1e-6
-	var num, den, worst float64
-	worstAt := -1
-	stride := 1
-	if testing.Short() {
-		stride = 3 // every third entry keeps -race -short quick
-	}
-	for i := 0; i < len(x); i += stride {
-		v := x[i]
-		x[i] = v + h
-		lp := loss()
-		x[i] = v - h
-		lm := loss()
-		x[i] = v
-		fd := (lp - lm) / (2 * h)
-		d := analytic[i] - fd
-		num += d * d
-		den += fd * fd
-		if e := math.Abs(d) / (1e-6 + math.Abs(fd)); e > worst {
-			worst, worstAt = e, i
-		}
-	}
-	rel := math.Sqrt(num / math.Max(den, 1e-300))
-	if den == 0 {
-		rel = math.Sqrt(num)
-	}
-	if !(rel < 1e-6) {
-		t.Errorf("%s: analytic vs finite-difference relL2 %.3g (worst element %d rel %.3g)", name, rel, worstAt, worst)
-	} else if testing.Verbose() {
-		t.Logf("%-45s relL2 %.2g", name, rel)
-	}
-}
-
 func TestFiniteDifferencesModel(t *testing.T) {
 	for _, tied := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
@@ -197,7 +160,7 @@ func TestFiniteDifferencesModel(t *testing.T) {
 					t.Errorf("%s: no gradient", spec.Name)
 					continue
 				}
-				fdCompare(t, spec.Name, f.params[spec.Name], an, func() float64 { return f.loss(b) })
+				fdcheck.Compare(t, spec.Name, f.params[spec.Name], an, func() float64 { return f.loss(b) })
 			}
 		})
 	}

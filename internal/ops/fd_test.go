@@ -1,52 +1,16 @@
 package ops
 
 import (
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/tritter-ai/conformance/internal/fdcheck"
 )
 
 // Finite-difference checks of each op's backward against its forward, in
 // float64, where central differences are accurate to ~1e-9 and any wrong
 // term in a backward formula shows up.
-
-// fdCompare checks analytic against central differences of loss over the
-// entries of x, returning the relative L2 error.
-func fdCompare(t *testing.T, name string, x, analytic []float64, loss func() float64) {
-	t.Helper()
-	const h = 1e-6
-	var num, den, worst float64
-	worstAt := -1
-	stride := 1
-	if testing.Short() {
-		stride = 3 // every third entry keeps -race -short quick
-	}
-	for i := 0; i < len(x); i += stride {
-		v := x[i]
-		x[i] = v + h
-		lp := loss()
-		x[i] = v - h
-		lm := loss()
-		x[i] = v
-		fd := (lp - lm) / (2 * h)
-		d := analytic[i] - fd
-		num += d * d
-		den += fd * fd
-		if e := math.Abs(d) / (1e-6 + math.Abs(fd)); e > worst {
-			worst, worstAt = e, i
-		}
-	}
-	rel := math.Sqrt(num / math.Max(den, 1e-300))
-	if den == 0 {
-		rel = math.Sqrt(num)
-	}
-	if !(rel < 1e-6) {
-		t.Errorf("%s: analytic vs finite-difference relL2 %.3g (worst element %d rel %.3g)", name, rel, worstAt, worst)
-	} else if testing.Verbose() {
-		t.Logf("%-45s relL2 %.2g", name, rel)
-	}
-}
 
 // opCheck builds a random scalar objective Σ out·r over an op's output, so
 // that one finite-difference check covers the op's whole Jacobian.
@@ -86,8 +50,8 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		RMSNorm(out, rstd, x, w, N, C, 1e-5)
 		gx, gw := make([]float64, N*C), make([]float64, C)
 		RMSNormBackward(gx, gw, r, x, w, rstd, N, C)
-		fdCompare(t, "x", x, gx, f)
-		fdCompare(t, "w", w, gw, f)
+		fdcheck.Compare(t, "x", x, gx, f)
+		fdcheck.Compare(t, "w", w, gw, f)
 	})
 
 	t.Run("rope", func(t *testing.T) {
@@ -101,7 +65,7 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		}
 		g := append([]float64(nil), r...)
 		RopeBackward(g, rt, B, T, heads)
-		fdCompare(t, "x", x, g, f)
+		fdcheck.Compare(t, "x", x, g, f)
 	})
 
 	t.Run("attention", func(t *testing.T) {
@@ -117,9 +81,9 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		f()
 		gq, gk, gv := make([]float64, nq), make([]float64, nkv), make([]float64, nkv)
 		AttentionBackward(gq, gk, gv, r, att, qq, k, v, s)
-		fdCompare(t, "q", qq, gq, f)
-		fdCompare(t, "k", k, gk, f)
-		fdCompare(t, "v", v, gv, f)
+		fdcheck.Compare(t, "q", qq, gq, f)
+		fdcheck.Compare(t, "k", k, gk, f)
+		fdcheck.Compare(t, "v", v, gv, f)
 	})
 
 	t.Run("relu2-glu", func(t *testing.T) {
@@ -131,8 +95,8 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		}
 		gg, gu := make([]float64, N*C), make([]float64, N*C)
 		GLUBackward(gg, gu, r, gate, up)
-		fdCompare(t, "gate", gate, gg, f)
-		fdCompare(t, "up", up, gu, f)
+		fdcheck.Compare(t, "gate", gate, gg, f)
+		fdcheck.Compare(t, "up", up, gu, f)
 	})
 
 	// The quantizers have no useful derivative, so BitLinear's backward is
@@ -174,7 +138,7 @@ func TestFiniteDifferencesOps(t *testing.T) {
 		gx, gw, gt := make([]float64, B*T*H), make([]float64, V*H), make([]float64, V*H)
 		HeadBackward(gx, gw, gl, x, DenseMatrix[float64]{Data: w, Cols: H}, B*T, V, H)
 		EmbeddingBackward(gt, gx, ids, H)
-		fdCompare(t, "head", w, gw, f)
-		fdCompare(t, "table", table, gt, f)
+		fdcheck.Compare(t, "head", w, gw, f)
+		fdcheck.Compare(t, "table", table, gt, f)
 	})
 }
