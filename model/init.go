@@ -8,10 +8,34 @@ import (
 	"sync/atomic"
 )
 
-// initChunk is the number of elements drawn from one random stream. Each
-// chunk of each tensor has its own stream seeded from (seed, tensor index,
-// chunk index), so chunks can be filled in any order on any number of
-// threads and the weights depend on the seed alone.
+// Random initialisation. The contract:
+//
+//   - Linear, embedding and lm_head weights are independent draws of σZ,
+//     Z standard normal, σ = Config.InitStd(); norm weights are 1.
+//   - bf16 storage: each weight is σZ rounded to the nearest bf16 (ties to
+//     even), drawn from a table of the bf16 magnitudes around σ (bf16Normal).
+//     Each magnitude's probability is the normal probability of its
+//     rounding interval, rounded to a multiple of 2^-63. The table holds
+//     zero and the 8191 largest magnitudes whose probability is at least
+//     2^-64 (the largest is about 9σ, the smallest about 2^-61σ); the
+//     mass of |σZ| below the smallest (about 2^-61) is drawn as ±0 and the
+//     mass above the largest (below 2^-63) is never drawn.
+//   - f32 storage: the same draw gives the same bf16 value, and a second
+//     stream picks the float32 inside its rounding interval, by rejection
+//     from the normal density there: the weight is σZ rounded to float32
+//     (up to the two float32 values at the ends of each bf16 interval,
+//     2^-16 of it, which are redrawn), and the bf16 model of a seed holds
+//     exactly the f32 model's weights rounded to bf16 (the draws of ±0
+//     are ±0 in both).
+//   - Streams: each chunk of initChunk elements of each tensor has its own
+//     streams, seeded from (seed, the tensor's position in the inventory,
+//     chunk index), so chunks are filled in any order on any number of
+//     threads. The weights depend on the seed alone, never on GOMAXPROCS,
+//     and a streamed model regenerates any layer with the values the
+//     resident model stores. They are not those of older versions of this
+//     package (which used a ziggurat for bf16 as for f32).
+
+// initChunk is the number of elements drawn from one random stream.
 const initChunk = 1 << 18
 
 // initParams fills linear, embedding and lm_head weights with N(0, std) and
@@ -26,7 +50,8 @@ func initParams(params []*Param, seed uint64, std float64) {
 
 // initTensors is initParams with params[i] drawing from tensor stream
 // streams[i] (its position in the inventory), so that one tensor can be
-// regenerated alone with the values it has in the whole model.
+// regenerated alone with the values it has in the whole model. The chunks
+// of all the tensors are shared among GOMAXPROCS workers.
 func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 	type job struct{ param, chunk int }
 	var jobs []job
@@ -36,7 +61,7 @@ func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 			jobs = append(jobs, job{i, c})
 		}
 	}
-	tab := newZigScaled(std)
+	tab := bf16NormalFor(std)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
@@ -53,6 +78,7 @@ func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 				lo := j.chunk * initChunk
 				hi := min(lo+initChunk, Elements(p.shape))
 				norm := p.spec.Kind == KindNorm
+				stream, chunk := uint64(streams[j.param]), uint64(j.chunk)
 				switch {
 				case p.bf16 != nil && norm:
 					dst := p.bf16[lo:hi]
@@ -61,16 +87,14 @@ func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 						dst[i] = one
 					}
 				case p.bf16 != nil:
-					s := newNormalSource(seed, uint64(streams[j.param]), uint64(j.chunk))
-					s.fillBF16(p.bf16[lo:hi], tab, std)
+					tab.fill(p.bf16[lo:hi], newNormalSource(seed, stream, chunk).state)
 				case norm:
 					dst := p.f32[lo:hi]
 					for i := range dst {
 						dst[i] = 1
 					}
 				default:
-					s := newNormalSource(seed, uint64(streams[j.param]), uint64(j.chunk))
-					s.fillScaled(p.f32[lo:hi], tab, std)
+					tab.fillF32(p.f32[lo:hi], newNormalSource(seed, stream, chunk).state, newNormalSource(seed^refineSalt, stream, chunk))
 				}
 			}
 		}()
@@ -79,17 +103,209 @@ func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 	runtime.KeepAlive(params) // they own the mappings written above
 }
 
-// normalSource draws standard normal numbers with the 256-layer ziggurat of
+// refineSalt seeds the second stream of a chunk, which places f32 weights
+// inside their bf16 intervals.
+const refineSalt = 0x6a09e667f3bcc908
+
+// bf16Normal draws σZ rounded to bf16 with the alias method (Walker 1977,
+// in the form of Vose 1991): one 64-bit wyrand draw per weight, whose top
+// 13 bits pick a slot, bit 50 the sign, and whose low 50 bits are compared
+// with the slot's threshold to choose between the slot's own magnitude and
+// its alias. Slot i owns magnitude i; integer weights make the probability
+// of each magnitude exactly its table weight over 2^63.
+type bf16Normal struct {
+	std float64
+	// entry[i] = threshold<<aliasBits | alias: the slot keeps magnitude
+	// i when the draw's low 50 bits are below threshold (at most 2^50).
+	entry [aliasSlots]uint64
+	mag   [aliasSlots]uint16  // bf16 bit patterns, ascending; mag[0] = 0
+	lo    [aliasSlots]float64 // each magnitude's rounding interval [lo, hi)
+	hi    [aliasSlots]float64
+}
+
+const (
+	aliasBits     = 13
+	aliasSlots    = 1 << aliasBits
+	aliasUnitBits = 50 // bits of the threshold compare: each slot holds 2^50 units
+	aliasTotal    = aliasSlots << aliasUnitBits
+)
+
+// bf16NormalTables caches one table per standard deviation.
+var bf16NormalTables sync.Map // math.Float64bits(std) → *bf16Normal
+
+func bf16NormalFor(std float64) *bf16Normal {
+	key := math.Float64bits(std)
+	if t, ok := bf16NormalTables.Load(key); ok {
+		return t.(*bf16Normal)
+	}
+	t, _ := bf16NormalTables.LoadOrStore(key, newBF16Normal(std))
+	return t.(*bf16Normal)
+}
+
+// bf16Interval is the interval of reals that round to the positive bf16
+// pattern b (ties have probability zero and are left open at hi).
+func bf16Interval(b uint16) (lo, hi float64) {
+	v := float64(bf16Values[b])
+	if b == 0 {
+		return 0, float64(bf16Values[1]) / 2
+	}
+	prev := float64(bf16Values[b-1])
+	lo = (prev + v) / 2
+	if b == maxFiniteBF16 {
+		return lo, v + (v-prev)/2
+	}
+	return lo, (v + float64(bf16Values[b+1])) / 2
+}
+
+const maxFiniteBF16 = 0x7f7f
+
+// normalMass is P(lo ≤ |σZ| < hi) for 0 ≤ lo ≤ hi, accurate in relative
+// terms both near zero (erf) and in the tail (erfc).
+func normalMass(lo, hi, std float64) float64 {
+	a, b := lo/(std*math.Sqrt2), hi/(std*math.Sqrt2)
+	if a > 1 {
+		return math.Erfc(a) - math.Erfc(b)
+	}
+	return math.Erf(b) - math.Erf(a)
+}
+
+func newBF16Normal(std float64) *bf16Normal {
+	t := &bf16Normal{std: std}
+	units := func(mass float64) uint64 { return uint64(math.Round(math.Ldexp(mass, 63))) }
+	// top: the largest magnitude worth at least half a unit
+	top := uint16(maxFiniteBF16)
+	if start := bf16Round(float32(min(40*std, math.MaxFloat32))); start < top {
+		top = start
+	}
+	for top > 1 {
+		lo, hi := bf16Interval(top)
+		if units(normalMass(lo, hi, std)) > 0 {
+			break
+		}
+		top--
+	}
+	first := uint16(1)
+	if top >= aliasSlots-1 {
+		first = top - (aliasSlots - 2)
+	}
+	var weights [aliasSlots]uint64
+	var sum uint64
+	for i := 1; i < aliasSlots && first+uint16(i-1) <= top; i++ {
+		b := first + uint16(i-1)
+		t.mag[i] = b
+		t.lo[i], t.hi[i] = bf16Interval(b)
+		weights[i] = units(normalMass(t.lo[i], t.hi[i], std))
+		sum += weights[i]
+	}
+	// zero takes the mass below the smallest magnitude
+	t.lo[0], t.hi[0] = 0, t.lo[1]
+	weights[0] = units(normalMass(0, t.hi[0], std))
+	sum += weights[0]
+	// rounding leaves the sum a few units off 2^63: the mode absorbs them
+	mode := 0
+	for i, w := range weights {
+		if w > weights[mode] {
+			mode = i
+		}
+	}
+	weights[mode] += aliasTotal - sum // modular arithmetic: fine for either sign
+	t.buildAlias(&weights)
+	return t
+}
+
+// buildAlias fills entry from integer weights summing to aliasTotal: each
+// slot holds 2^aliasUnitBits units, its own magnitude's first and the
+// rest lent to a magnitude of more than a slot's worth (Vose's method, in
+// exact integers).
+func (t *bf16Normal) buildAlias(weights *[aliasSlots]uint64) {
+	const slot = uint64(1) << aliasUnitBits
+	w := *weights
+	var small, large []int
+	for i, x := range w {
+		if x < slot {
+			small = append(small, i)
+		} else {
+			large = append(large, i)
+		}
+	}
+	for i := range t.entry {
+		t.entry[i] = slot<<aliasBits | uint64(i) // full slots keep their magnitude
+	}
+	for len(small) > 0 && len(large) > 0 {
+		s := small[len(small)-1]
+		small = small[:len(small)-1]
+		l := large[len(large)-1]
+		t.entry[s] = w[s]<<aliasBits | uint64(l)
+		w[l] -= slot - w[s]
+		if w[l] < slot {
+			large = large[:len(large)-1]
+			small = append(small, l)
+		}
+	}
+}
+
+// draw maps one 64-bit draw to a slot of the table: the index of its
+// magnitude, and its sign bit.
+func (t *bf16Normal) draw(z uint64) (j uint64, sign uint16) {
+	j = z >> (64 - aliasBits)
+	e := t.entry[j]
+	if z&(1<<aliasUnitBits-1) >= e>>aliasBits {
+		j = e & (aliasSlots - 1)
+	}
+	return j & (aliasSlots - 1), uint16(z>>aliasUnitBits&1) << 15
+}
+
+// fill writes bf16 weights to dst from the wyrand stream at state.
+func (t *bf16Normal) fill(dst []uint16, state uint64) {
+	for i := range dst {
+		state += wyP0
+		j, sign := t.draw(wymix(state))
+		dst[i] = t.mag[j] | sign
+	}
+}
+
+// fillF32 writes float32 weights to dst: the bf16 values fill would draw
+// from state, each refined inside its rounding interval with draws from
+// refine.
+func (t *bf16Normal) fillF32(dst []float32, state uint64, refine *normalSource) {
+	inv := 1 / (2 * t.std * t.std)
+	for i := range dst {
+		state += wyP0
+		j, sign := t.draw(wymix(state))
+		if j == 0 {
+			dst[i] = math.Float32frombits(uint32(sign) << 16) // ±0, as in bf16
+			continue
+		}
+		lo, hi := t.lo[j], t.hi[j]
+		for {
+			// uniform in [lo, hi), kept with probability f(x)/f(lo)
+			x := lo + (hi-lo)*refine.uniform()
+			if refine.uniform() >= math.Exp((lo*lo-x*x)*inv) {
+				continue
+			}
+			f := float32(x)
+			if bf16Round(f) != t.mag[j] {
+				continue // rounded onto an end of the interval
+			}
+			if sign != 0 {
+				f = -f
+			}
+			dst[i] = f
+			break
+		}
+	}
+}
+
+// normalSource draws standard normal numbers (for tests and random inputs;
+// weights come from bf16Normal) with the 256-layer ziggurat of
 // Marsaglia and Tsang (2000) from a wyrand stream (Wang Yi's 64-bit
 // generator: a Weyl sequence mixed by one 64×64→128-bit multiply). Each
 // 64-bit draw gives a sample's layer (bits 0-7), sign (bit 8) and a 55-bit
 // uniform position inside the layer (bits 9-63), so layer, sign and value
 // are independent, unlike the classic 32-bit rnor that reuses the layer bits
 // in the value. About 98.5% of draws are accepted at once with one table
-// compare and one multiply; the rest go to slowNormal. The fill loops keep
-// the generator state in a register and write bf16 directly (about 2.3 ns a
-// sample on one Zen 4 core, against 3 ns before for the float32 samples
-// alone), which matters for the 2.4e9 weights of the full-scale model.
+// compare and one multiply; the rest go to slowNormal. Its streams are
+// also the wyrand streams of bf16Normal, which seeds them the same way.
 type normalSource struct {
 	state uint64
 }
@@ -210,32 +426,6 @@ func (s *normalSource) fillScaled(dst []float32, t *zigScaled, std float64) {
 			continue
 		}
 		dst[i] = float32(float64(u) * tab.w[j])
-	}
-	s.state = state
-}
-
-// fillBF16 writes N(0, std²) numbers rounded to bf16 to dst, the same as
-// fillScaled followed by bf16Round; t = newZigScaled(std).
-func (s *normalSource) fillBF16(dst []uint16, t *zigScaled, std float64) {
-	tab := *t
-	state := s.state
-	for i := range dst {
-		state += wyP0
-		z := wymix(state)
-		j := z & (2*zigLayers - 1)
-		u := z >> (64 - zigBits)
-		if u >= tab.k[j] {
-			var x float64
-			x, state = slowNormal(state, z)
-			dst[i] = bf16Round(float32(x * std))
-			continue
-		}
-		// x is finite and far inside the bf16 range: bf16Round without its
-		// NaN case. Rounding acts on the magnitude bits; the sign bit is
-		// never carried into.
-		b := math.Float32bits(float32(float64(u) * tab.w[j]))
-		b += 0x7fff + (b>>16)&1
-		dst[i] = uint16(b >> 16)
 	}
 	s.state = state
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"runtime"
 	"testing"
 )
 
@@ -49,23 +50,154 @@ func TestNormalSourceStreamsDiffer(t *testing.T) {
 	}
 }
 
-// fillBF16 must equal fillScaled followed by bf16Round, draw for draw,
-// including the samples that take the slow path.
-func TestFillBF16MatchesFill(t *testing.T) {
-	const std = 0.02
-	tab := newZigScaled(std)
-	for _, n := range []int{0, 1, 2, 3, 255, 256, 257, 100_003} {
-		f := make([]float32, n)
-		h := make([]uint16, n)
-		a, b := newNormalSource(3, 4, uint64(n)), newNormalSource(3, 4, uint64(n))
-		a.fillScaled(f, tab, std)
-		b.fillBF16(h, tab, std)
-		if a.state != b.state {
-			t.Fatalf("n = %d: streams end in different states", n)
+// The alias table gives each bf16 magnitude exactly its normal probability
+// in units of 2^-63, but for the mode, which absorbs the rounding of the
+// others; magnitudes are consecutive and ascending.
+func TestBF16NormalTable(t *testing.T) {
+	for _, std := range []float64{0.02, 0.3, 1, 1e-30} {
+		tab := newBF16Normal(std)
+		const slot = uint64(1) << aliasUnitBits
+		var got [aliasSlots]uint64
+		for i, e := range tab.entry {
+			thr, alias := e>>aliasBits, int(e&(aliasSlots-1))
+			if thr > slot {
+				t.Fatalf("std %g: slot %d threshold %d above %d", std, i, thr, slot)
+			}
+			got[i] += thr
+			got[alias] += slot - thr
 		}
-		for i := range f {
-			if h[i] != bf16Round(f[i]) {
-				t.Fatalf("n = %d: [%d] = %#04x, want bf16Round(%v) = %#04x", n, i, h[i], f[i], bf16Round(f[i]))
+		var total uint64
+		var differ []int
+		for i := range got {
+			total += got[i]
+			if i > 1 && tab.mag[i] != 0 && tab.mag[i] != tab.mag[i-1]+1 {
+				t.Fatalf("std %g: magnitude %d is %#04x after %#04x", std, i, tab.mag[i], tab.mag[i-1])
+			}
+			want := uint64(math.Round(math.Ldexp(normalMass(tab.lo[i], tab.hi[i], std), 63)))
+			if tab.mag[i] == 0 && i > 0 {
+				want = 0
+			}
+			if got[i] != want {
+				differ = append(differ, i)
+				if off := int64(got[i] - want); off > 1<<14 || off < -(1<<14) {
+					t.Errorf("std %g: magnitude %d (%g) has %d units, want %d", std, i, bf16Values[tab.mag[i]], got[i], want)
+				}
+			}
+		}
+		if len(differ) > 1 {
+			t.Errorf("std %g: magnitudes %v differ from their normal probability, want at most the mode", std, differ)
+		}
+		if total != 1<<63 {
+			t.Errorf("std %g: total %d units, want 2^63", std, total)
+		}
+		top := tab.mag[aliasSlots-1]
+		for i := aliasSlots - 1; top == 0; i-- {
+			top = tab.mag[i]
+		}
+		t.Logf("std %g: magnitudes %.3g σ .. %.4g σ, mass drawn as zero %.3g, adjusted %v",
+			std, float64(bf16Values[tab.mag[1]])/std, float64(bf16Values[top])/std, float64(got[0])/(1<<63), differ)
+	}
+}
+
+// bf16 draws have the moments and tails of N(0, 1) rounded to bf16.
+func TestBF16NormalMoments(t *testing.T) {
+	const n = 4_000_000
+	codes := make([]uint16, n)
+	bf16NormalFor(1).fill(codes, newNormalSource(7, 1, 2).state)
+	var s1, s2, s4 float64
+	limits := []float64{0.5, 1, 2, 3, 4}
+	beyond := make([]int, len(limits))
+	for _, c := range codes {
+		x := float64(bf16Values[c])
+		s1 += x
+		s2 += x * x
+		s4 += x * x * x * x
+		for k, a := range limits {
+			if math.Abs(x) >= a { // a is a bf16 value: |x| ≥ a iff |σZ| ≥ the interval below a
+				beyond[k]++
+			}
+		}
+	}
+	mean, variance, kurt := s1/n, s2/n, s4/n
+	t.Logf("mean %.4g var %.4g E[x^4] %.4g", mean, variance, kurt)
+	if math.Abs(mean) > 0.003 || math.Abs(variance-1) > 0.004 || math.Abs(kurt-3) > 0.04 {
+		t.Errorf("moments off: mean %v var %v E[x^4] %v", mean, variance, kurt)
+	}
+	for k, a := range limits {
+		lo, _ := bf16Interval(bf16Round(float32(a)))
+		p := math.Erfc(lo / math.Sqrt2)
+		got := float64(beyond[k]) / n
+		if sd := math.Sqrt(p * (1 - p) / n); math.Abs(got-p) > 5*sd {
+			t.Errorf("P(|x| ≥ %g) = %.6f, want %.6f ± %.2g", a, got, p, sd)
+		}
+	}
+	pos := 0
+	for _, c := range codes {
+		if c>>15 == 0 {
+			pos++
+		}
+	}
+	if math.Abs(float64(pos)/n-0.5) > 5*0.5/math.Sqrt(n) {
+		t.Errorf("%d of %d draws positive", pos, n)
+	}
+}
+
+// An f32 weight rounds to the bf16 weight of the same stream, and f32
+// weights have the moments of N(0, std²).
+func TestF32WeightsRoundToBF16Weights(t *testing.T) {
+	const n = 1_000_003
+	const std = 0.02
+	tab := bf16NormalFor(std)
+	h := make([]uint16, n)
+	f := make([]float32, n)
+	state := newNormalSource(3, 4, 5).state
+	tab.fill(h, state)
+	tab.fillF32(f, state, newNormalSource(3^refineSalt, 4, 5))
+	var s2, s4 float64
+	for i := range f {
+		if bf16Round(f[i]) != h[i] {
+			t.Fatalf("[%d]: f32 %v rounds to %#04x, bf16 weight %#04x", i, f[i], bf16Round(f[i]), h[i])
+		}
+		x := float64(f[i]) / std
+		s2 += x * x
+		s4 += x * x * x * x
+	}
+	if math.Abs(s2/n-1) > 0.01 || math.Abs(s4/n-3) > 0.08 {
+		t.Errorf("f32 moments off: var %v E[x^4] %v", s2/n, s4/n)
+	}
+}
+
+// Weights depend on the seed, never on GOMAXPROCS; f32 and bf16 storage
+// hold the same weights up to the rounding.
+func TestInitIndependentOfGOMAXPROCS(t *testing.T) {
+	cfg := tinyConfig(false)
+	cfg.HiddenSize, cfg.IntermediateSize = 256, 1100 // several chunks per tensor
+	var ref []*Model
+	for _, procs := range []int{1, 2, 3} {
+		old := runtime.GOMAXPROCS(procs)
+		m32, err32 := New(cfg, Options{Seed: 6, Storage: StorageF32})
+		m16, err16 := New(cfg, Options{Seed: 6, Storage: StorageBF16})
+		runtime.GOMAXPROCS(old)
+		if err32 != nil || err16 != nil {
+			t.Fatal(err32, err16)
+		}
+		for i, p := range m16.params {
+			a, b := p.Float32(), m32.params[i].Float32()
+			for j := range a {
+				if math.Float32bits(a[j]) != math.Float32bits(bf16Values[bf16Round(b[j])]) {
+					t.Fatalf("GOMAXPROCS=%d: %s[%d]: bf16 %v, f32 %v", procs, p.Name(), j, a[j], b[j])
+				}
+			}
+		}
+		if ref == nil {
+			ref = []*Model{m32, m16}
+			continue
+		}
+		for k, m := range []*Model{m32, m16} {
+			for i, p := range m.params {
+				if d := firstBitDiff(p.Float32(), ref[k].params[i].Float32()); d >= 0 {
+					t.Fatalf("GOMAXPROCS=%d: %s differs at %d from GOMAXPROCS=1", procs, p.Name(), d)
+				}
 			}
 		}
 	}
@@ -98,12 +230,11 @@ func TestFullScaleInit(t *testing.T) {
 	fullScaleModel(t)
 }
 
-func BenchmarkNormalSourceBF16(b *testing.B) {
-	g := newNormalSource(1, 2, 3)
-	w := newZigScaled(0.02)
+func BenchmarkBF16Normal(b *testing.B) {
+	tab := bf16NormalFor(0.02)
 	buf := make([]uint16, 1<<16)
-	b.SetBytes(int64(len(buf)))
+	b.SetBytes(int64(len(buf))) // MB/s reads as millions of weights a second
 	for i := 0; i < b.N; i++ {
-		g.fillBF16(buf, w, 0.02)
+		tab.fill(buf, uint64(i))
 	}
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"runtime"
 	"sync"
 
 	"github.com/tritter-ai/conformance/internal/ops"
@@ -48,7 +49,9 @@ func quantizeWeight(w []float32, out, in int, tern []int8) (*ternaryWeight, erro
 // 65536 values, so the mean |W| comes from a histogram (exact counts, then a
 // float64 sum in a fixed order) and ternarisation is a table lookup; the
 // result equals quantizeWeight on the same values converted to float32
-// except that the float64 sum may round differently in its last bits.
+// except that the float64 sum may round differently in its last bits. Both
+// passes run on GOMAXPROCS threads; the counts are exact, so the result
+// does not depend on the thread count.
 func quantizeBF16(w []uint16, out, in int, tern []int8) (*ternaryWeight, error) {
 	sum := bf16AbsSum(w)
 	mean := float32(sum / float64(len(w)))
@@ -56,15 +59,18 @@ func quantizeBF16(w []uint16, out, in int, tern []int8) (*ternaryWeight, error) 
 	var table [1 << 16]int8
 	kernels.Ternarize(table[:], bf16Values[:], s)
 	tern = scratch(tern, len(w))
-	n := len(w) &^ 7
-	for i := 0; i < n; i += 8 {
-		src, dst := w[i:i+8:i+8], tern[i:i+8:i+8]
-		dst[0], dst[1], dst[2], dst[3] = table[src[0]], table[src[1]], table[src[2]], table[src[3]]
-		dst[4], dst[5], dst[6], dst[7] = table[src[4]], table[src[5]], table[src[6]], table[src[7]]
-	}
-	for i := n; i < len(w); i++ {
-		tern[i] = table[w[i]]
-	}
+	ops.ParallelFor(len(w), 1, func(lo, hi int) {
+		src, dst := w[lo:hi], tern[lo:hi]
+		n := len(src) &^ 7
+		for i := 0; i < n; i += 8 {
+			src, dst := src[i:i+8:i+8], dst[i:i+8:i+8]
+			dst[0], dst[1], dst[2], dst[3] = table[src[0]], table[src[1]], table[src[2]], table[src[3]]
+			dst[4], dst[5], dst[6], dst[7] = table[src[4]], table[src[5]], table[src[6]], table[src[7]]
+		}
+		for i := n; i < len(src); i++ {
+			dst[i] = table[src[i]]
+		}
+	})
 	t, err := kernels.PackTernary(tern, out, in)
 	if err != nil {
 		return nil, err
@@ -75,25 +81,44 @@ func quantizeBF16(w []uint16, out, in int, tern []int8) (*ternaryWeight, error) 
 // histPool recycles bf16AbsSum's count tables (512 KiB each).
 var histPool = sync.Pool{New: func() any { return new([4][1 << 15]uint32) }}
 
+// absSumBlock is the most elements bf16AbsSum counts in uint32 tables
+// before adding them to its uint64 totals.
+const absSumBlock = 1 << 30
+
 // bf16AbsSum is sum |w| in float64, accumulated over a histogram of the
 // magnitudes: bins in increasing bit-pattern order, each adding
 // count·value. The counts are exact, so how they are gathered does not
-// change the sum: four interleaved tables break the store-to-load chains
-// of repeated increments of the same popular bin.
+// change the sum: GOMAXPROCS threads count parts of w, and four
+// interleaved tables per thread break the store-to-load chains of
+// repeated increments of the same popular bin.
 func bf16AbsSum(w []uint16) float64 {
-	var sum float64
-	if uint64(len(w)) >= 1<<32 { // uint32 counts could overflow
-		var counts [1 << 15]uint64
-		for _, b := range w {
-			counts[b&0x7fff]++
-		}
-		for b, c := range counts {
-			if c != 0 {
-				sum += float64(c) * float64(math.Float32frombits(uint32(b)<<16))
+	parts := min(runtime.GOMAXPROCS(0), max(len(w)>>20, 1))
+	totals := make([][1 << 15]uint64, parts)
+	ops.ParallelFor(parts, 1<<15, func(lo, hi int) {
+		for part := lo; part < hi; part++ {
+			// part counts w[part*len/parts : (part+1)*len/parts], a block at a time
+			start, end := part*len(w)/parts, (part+1)*len(w)/parts
+			for b := start; b < end; b += absSumBlock {
+				countMagnitudes(&totals[part], w[b:min(b+absSumBlock, end)])
 			}
 		}
-		return sum
+	})
+	var sum float64
+	for b := range totals[0] {
+		var n uint64
+		for part := range totals {
+			n += totals[part][b]
+		}
+		if n != 0 {
+			sum += float64(n) * float64(math.Float32frombits(uint32(b)<<16))
+		}
 	}
+	return sum
+}
+
+// countMagnitudes adds the count of each magnitude (bit pattern without
+// the sign) of w, fewer than 2^32 elements, to counts.
+func countMagnitudes(counts *[1 << 15]uint64, w []uint16) {
 	c := histPool.Get().(*[4][1 << 15]uint32)
 	defer histPool.Put(c)
 	c0, c1, c2, c3 := &c[0], &c[1], &c[2], &c[3]
@@ -109,12 +134,9 @@ func bf16AbsSum(w []uint16) float64 {
 		c0[b&0x7fff]++
 	}
 	for b := range c0 {
-		if n := uint64(c0[b]) + uint64(c1[b]) + uint64(c2[b]) + uint64(c3[b]); n != 0 {
-			sum += float64(n) * float64(math.Float32frombits(uint32(b)<<16))
-		}
+		counts[b] += uint64(c0[b]) + uint64(c1[b]) + uint64(c2[b]) + uint64(c3[b])
 	}
 	*c = [4][1 << 15]uint32{}
-	return sum
 }
 
 // bf16Values[b] is the float32 value of the bf16 bit pattern b.

@@ -171,7 +171,9 @@ type layerBuffers struct {
 
 // load materialises layer i of m and returns its parameters by slot. A
 // layer tensor that was Set or made offline since New is used as stored.
-// The previous layer's weights must no longer be in use.
+// The previous layer's weights must no longer be in use. The tensors
+// regenerated from their init streams are made in one initTensors call,
+// so that all the threads share all of the layer's chunks.
 func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 	// The previous layer's packed weights and temporaries are garbage now.
 	// Collecting them before this layer's are made keeps the Go heap at
@@ -183,6 +185,9 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 	// reused by the next layer instead of fresh pages being faulted in.
 	runtime.GC()
 	var ps [slotsPerLayer]*Param
+	var regenerate []*Param
+	var streams []int
+	var init *lazyInit
 	for slot := range ps {
 		p := m.byName[layerName(i, slot)]
 		if p.lazy == nil {
@@ -196,16 +201,28 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 		}
 		dst.spec, dst.shape = p.spec, p.shape
 		n := Elements(p.shape)
-		if p.lazy.source != nil && p.lazy.storage == StorageBF16 && len(b.f32) < n {
-			b.f32 = make([]float32, n)
-		}
-		if err := p.lazy.fill(dst, b.f32); err != nil {
-			return ps, err
+		switch {
+		case p.lazy.source == nil:
+			dst.lazy, dst.tern = nil, nil
+			if err := dst.ensureStorage(p.lazy.storage); err != nil {
+				return ps, err
+			}
+			regenerate, streams, init = append(regenerate, dst), append(streams, p.lazy.stream), p.lazy
+		default:
+			if p.lazy.storage == StorageBF16 && len(b.f32) < n {
+				b.f32 = make([]float32, n)
+			}
+			if err := p.lazy.fill(dst, b.f32); err != nil {
+				return ps, err
+			}
 		}
 		if p.spec.Kind == KindLinear && dst.tern == nil && len(b.tern) < n {
 			b.tern = make([]int8, n)
 		}
 		ps[slot] = dst
+	}
+	if len(regenerate) > 0 {
+		initTensors(regenerate, streams, init.seed, init.std)
 	}
 	return ps, nil
 }
