@@ -247,11 +247,12 @@ func (t *bf16Normal) buildAlias(weights *[aliasSlots]uint64) {
 // draw maps one 64-bit draw to a slot of the table: the index of its
 // magnitude, and its sign bit.
 func (t *bf16Normal) draw(z uint64) (j uint64, sign uint16) {
-	j = z >> (64 - aliasBits)
-	e := t.entry[j]
-	if z&(1<<aliasUnitBits-1) >= e>>aliasBits {
-		j = e & (aliasSlots - 1)
-	}
+	i := z >> (64 - aliasBits)
+	e := t.entry[i]
+	// keep is all ones when the low bits are below the threshold: a
+	// branch here would be mispredicted on a large share of the draws
+	keep := uint64(int64(z&(1<<aliasUnitBits-1)-e>>aliasBits) >> 63)
+	j = i&keep | e&^keep
 	return j & (aliasSlots - 1), uint16(z>>aliasUnitBits&1) << 15
 }
 

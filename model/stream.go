@@ -151,7 +151,7 @@ func (s *layerStream) get() *layerBuffers {
 		s.free = s.free[:n-1]
 		return b
 	}
-	return &layerBuffers{}
+	return &layerBuffers{layer: -1}
 }
 
 func (s *layerStream) put(b *layerBuffers) {
@@ -167,6 +167,10 @@ type layerBuffers struct {
 	slots [slotsPerLayer]*Param
 	tern  []int8
 	f32   []float32 // a source's values on their way to bf16 storage
+	// layer is the layer the slots hold, or -1. The gradient pass asks
+	// for the last layer again as soon as the forward pass is done with
+	// it: it is used as made, quantized weights included.
+	layer int
 }
 
 // load materialises layer i of m and returns its parameters by slot. A
@@ -175,6 +179,19 @@ type layerBuffers struct {
 // regenerated from their init streams are made in one initTensors call,
 // so that all the threads share all of the layer's chunks.
 func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
+	var ps [slotsPerLayer]*Param
+	if i == b.layer {
+		// Regenerating or reading a tensor again gives the same values; a
+		// tensor Set since is used as stored.
+		for slot := range ps {
+			ps[slot] = b.slots[slot]
+			if p := m.byName[layerName(i, slot)]; p.lazy == nil {
+				ps[slot] = p
+			}
+		}
+		return ps, nil
+	}
+	b.layer = -1
 	// The previous layer's packed weights and temporaries are garbage now.
 	// Collecting them before this layer's are made keeps the Go heap at
 	// its live size: left to itself, the garbage of a pass over every
@@ -184,7 +201,6 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 	// collection costs well under a millisecond, and the freed memory is
 	// reused by the next layer instead of fresh pages being faulted in.
 	runtime.GC()
-	var ps [slotsPerLayer]*Param
 	var regenerate []*Param
 	var streams []int
 	var init *lazyInit
@@ -224,6 +240,7 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 	if len(regenerate) > 0 {
 		initTensors(regenerate, streams, init.seed, init.std)
 	}
+	b.layer = i
 	return ps, nil
 }
 

@@ -184,3 +184,51 @@ func TestEstimateMemory(t *testing.T) {
 		t.Error("hidden_size 0: no error")
 	}
 }
+
+// The gradient pass of a streamed model makes every layer twice (forward,
+// then recomputation and backward) except the last, which the backward
+// pass takes over from the forward pass as made; the gradients are the
+// resident model's.
+func TestStreamedGradientsReuseLastLayer(t *testing.T) {
+	cfg := tinyConfig(false)
+	cfg.NumHiddenLayers = 3
+	resident, err := New(cfg, Options{Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := tinyBatch(cfg, 2, 5, 3)
+	for _, compute := range []Compute{ComputeKernels, ComputeFloat} {
+		// a fresh model: a second call may find the layer it starts with
+		// in the buffers the first one left
+		src := &countingSource{m: resident, reads: map[string]int{}}
+		m := sourcedModel(t, resident, src)
+		got, err := m.Gradients(batch, GradOptions{Compute: compute, Keep: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := resident.Gradients(batch, GradOptions{Compute: compute, Keep: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Float64bits(got.Loss) != math.Float64bits(want.Loss) {
+			t.Errorf("%v: loss %v, resident %v", compute, got.Loss, want.Loss)
+		}
+		for name, g := range want.Grads {
+			if d := firstBitDiff(got.Grads[name].Data, g.Data); d >= 0 {
+				t.Errorf("%v: gradient of %s differs at %d", compute, name, d)
+			}
+		}
+		for _, spec := range cfg.Inventory() {
+			if spec.Layer < 0 {
+				continue
+			}
+			want := 2
+			if spec.Layer == int(cfg.NumHiddenLayers)-1 {
+				want = 1
+			}
+			if n := src.reads[spec.Name]; n != want {
+				t.Errorf("%v: %s read %d times in one gradient pass, want %d", compute, spec.Name, n, want)
+			}
+		}
+	}
+}
