@@ -20,47 +20,78 @@ var Forward = func() *Specs {
 	return &s
 }()
 
-func describeForward(s *Subject) {
-	B, T := s.ForwardShape()
-	V := int(s.Config.VocabSize)
-	batch := s.RandomBatch(B, T)
-	// Every forward pass of these specs is registered here, while the spec
-	// tree is built, and all of them run together when the first spec
-	// needs a result (forwardPlan).
-	plan := &forwardPlan{s: s}
-	base := plan.add(fmt.Sprintf("[%d,%d]", B, T), model.Pass{Batch: batch})
+// ForwardPlan is every forward pass that the Forward specs of one model
+// need, by what it is for: the base batch, its tail changed (causality),
+// its last row alone (batch independence), the base batch under
+// GOMAXPROCS 2 and 1, and a batch on every kernel path with its reference
+// on the active path ([1,2] tokens at full scale, where the pure-Go path
+// runs at about 1 GOPS; the base batch and pass below that).
+type ForwardPlan struct {
+	Passes []model.Pass
+	Names  []string // one per pass, for progress lines
 
-	causalT := T / 2
+	Batch         model.Batch
+	Base          int
+	CausalT       int // tokens after CausalT are changed in TailChanged
+	TailChanged   int
+	LastRow       int
+	Procs         map[int]int // GOMAXPROCS → pass
+	PathBatch     model.Batch
+	PathReference int
+	Paths         map[kernels.Path]int // kernel path → pass
+}
+
+// NewForwardPlan lays out the Forward specs' passes for cfg on a random
+// [B,T] batch from seed; fullScale selects the [1,2] kernel-path batch.
+func NewForwardPlan(cfg model.Config, B, T int, seed uint64, fullScale bool) *ForwardPlan {
+	V := int(cfg.VocabSize)
+	p := &ForwardPlan{Batch: RandomBatch(cfg, B, T, seed), Procs: map[int]int{}, Paths: map[kernels.Path]int{}}
+	batch := p.Batch
+	p.Base = p.add(fmt.Sprintf("[%d,%d]", B, T), model.Pass{Batch: batch})
+
+	p.CausalT = T / 2
 	changed := model.Batch{B: B, T: T, IDs: append([]int32(nil), batch.IDs...)}
 	for b := range B {
-		for j := causalT + 1; j < T; j++ {
+		for j := p.CausalT + 1; j < T; j++ {
 			changed.IDs[b*T+j] = int32((int(changed.IDs[b*T+j]) + 1 + j) % V)
 		}
 	}
-	tailChanged := plan.add("tail changed", model.Pass{Batch: changed})
+	p.TailChanged = p.add("tail changed", model.Pass{Batch: changed})
 
 	last := B - 1
-	lastRow := plan.add("last row alone", model.Pass{Batch: model.Batch{B: 1, T: T, IDs: batch.IDs[last*T : (last+1)*T]}})
+	p.LastRow = p.add("last row alone", model.Pass{Batch: model.Batch{B: 1, T: T, IDs: batch.IDs[last*T : (last+1)*T]}})
 
-	procsPasses := map[int]int{}
 	for _, procs := range []int{2, 1} {
-		procsPasses[procs] = plan.add(fmt.Sprintf("GOMAXPROCS=%d", procs), model.Pass{Batch: batch, Procs: procs})
+		p.Procs[procs] = p.add(fmt.Sprintf("GOMAXPROCS=%d", procs), model.Pass{Batch: batch, Procs: procs})
 	}
 
-	// The integer kernels are exact, so every path must give the same
-	// bits. At full scale the pure-Go reference path runs at about 1 GOPS,
-	// so the comparison there uses [1,2] tokens, which still exercises
-	// every layer of every path.
-	pathBatch, pathReference := batch, base
-	if s.FullScale() {
-		pathBatch = model.Batch{B: 1, T: 2, IDs: batch.IDs[:2]}
-		pathReference = plan.add("[1,2] on the active path", model.Pass{Batch: pathBatch})
+	p.PathBatch, p.PathReference = batch, p.Base
+	if fullScale {
+		p.PathBatch = model.Batch{B: 1, T: 2, IDs: batch.IDs[:2]}
+		p.PathReference = p.add("[1,2] on the active path", model.Pass{Batch: p.PathBatch})
 	}
-	active := kernels.ActivePath()
-	pathPasses := map[kernels.Path]int{}
 	for _, path := range kernels.SupportedPaths() {
-		pathPasses[path] = plan.add(fmt.Sprintf("[%d,%d] on %s", pathBatch.B, pathBatch.T, path), model.Pass{Batch: pathBatch, Path: path})
+		p.Paths[path] = p.add(fmt.Sprintf("[%d,%d] on %s", p.PathBatch.B, p.PathBatch.T, path), model.Pass{Batch: p.PathBatch, Path: path})
 	}
+	return p
+}
+
+func (p *ForwardPlan) add(name string, pass model.Pass) int {
+	p.Passes = append(p.Passes, pass)
+	p.Names = append(p.Names, name)
+	return len(p.Passes) - 1
+}
+
+func describeForward(s *Subject) {
+	B, T := s.ForwardShape()
+	V := int(s.Config.VocabSize)
+	// Every forward pass of these specs is laid out here, while the spec
+	// tree is built, and all of them run together when the first spec
+	// needs a result (forwardRun).
+	layout := NewForwardPlan(s.Config, B, T, s.Seed(), s.FullScale())
+	plan := &forwardRun{s: s, plan: layout}
+	base, causalT, last := layout.Base, layout.CausalT, B-1
+	pathBatch, active := layout.PathBatch, kernels.ActivePath()
 
 	var m *model.Model
 	BeforeEach(func() {
@@ -80,7 +111,7 @@ func describeForward(s *Subject) {
 	It("is causal: changing tokens after position t leaves logits at positions ≤ t bit-identical", func() {
 		reference := plan.result(base)
 		var out *model.Output
-		Step("forward with the tail changed", func() { out = plan.result(tailChanged) })
+		Step("forward with the tail changed", func() { out = plan.result(layout.TailChanged) })
 		for b := range B {
 			prefix := func(x []float32) []float32 { return x[b*T*V : (b*T+causalT+1)*V] }
 			diff := FirstBitDifference(prefix(out.Logits.Data), prefix(reference.Logits.Data), []int{causalT + 1, V})
@@ -91,7 +122,7 @@ func describeForward(s *Subject) {
 	It("keeps batch rows independent: a row's logits do not depend on the other rows", func() {
 		reference := plan.result(base)
 		var out *model.Output
-		Step("forward on the last row alone", func() { out = plan.result(lastRow) })
+		Step("forward on the last row alone", func() { out = plan.result(layout.LastRow) })
 		diff := FirstBitDifference(out.Logits.Data, reference.Logits.Data[last*T*V:], []int{T, V})
 		Expect(diff).To(BeNil(), "row %d alone differs from row %d in the batch at [position, vocab] %v", last, last, diff)
 	})
@@ -100,7 +131,7 @@ func describeForward(s *Subject) {
 		reference := plan.result(base)
 		for _, procs := range []int{2, 1} {
 			var out *model.Output
-			Step(fmt.Sprintf("forward with GOMAXPROCS=%d", procs), func() { out = plan.result(procsPasses[procs]) })
+			Step(fmt.Sprintf("forward with GOMAXPROCS=%d", procs), func() { out = plan.result(layout.Procs[procs]) })
 			diff := FirstBitDifference(out.Logits.Data, reference.Logits.Data, reference.Logits.Shape)
 			Expect(diff).To(BeNil(), "GOMAXPROCS=%d: logits differ from the first run at %v", procs, diff)
 		}
@@ -108,10 +139,10 @@ func describeForward(s *Subject) {
 
 	It("gives bit-identical logits on every kernel path this CPU supports", func() {
 		var reference *model.Output
-		Step(fmt.Sprintf("forward [%d,%d] on the active path", pathBatch.B, pathBatch.T), func() { reference = plan.result(pathReference) })
+		Step(fmt.Sprintf("forward [%d,%d] on the active path", pathBatch.B, pathBatch.T), func() { reference = plan.result(layout.PathReference) })
 		for _, path := range kernels.SupportedPaths() {
 			var out *model.Output
-			Step(fmt.Sprintf("forward [%d,%d] on kernel path %s", pathBatch.B, pathBatch.T, path), func() { out = plan.result(pathPasses[path]) })
+			Step(fmt.Sprintf("forward [%d,%d] on kernel path %s", pathBatch.B, pathBatch.T, path), func() { out = plan.result(layout.Paths[path]) })
 			diff := FirstBitDifference(out.Logits.Data, reference.Logits.Data, reference.Logits.Shape)
 			Expect(diff).To(BeNil(), "kernel path %s: logits differ from path %s at %v", path, active, diff)
 		}
@@ -139,40 +170,33 @@ func describeForward(s *Subject) {
 	})
 }
 
-// A forwardPlan holds the forward passes that the specs of one subject
-// need. The specs register their passes while the spec tree is built; the
-// first spec that needs a result runs all of them with
-// model.ForwardPasses, so a layer-streamed model makes each layer once for
-// every pass instead of once per pass, and later specs read their result.
-// A plan that failed fails every spec that reads it, with its error.
-type forwardPlan struct {
-	s      *Subject
-	passes []model.Pass
-	names  []string
+// A forwardRun runs the passes of one subject's ForwardPlan. The specs
+// lay the passes out while the spec tree is built; the first spec that
+// needs a result runs all of them with model.ForwardPasses, so a
+// layer-streamed model makes each layer once for every pass instead of
+// once per pass, and later specs read their result. A run that failed
+// fails every spec that reads it, with its error.
+type forwardRun struct {
+	s    *Subject
+	plan *ForwardPlan
 
 	ran  bool
 	outs []*model.Output
 	err  error
 }
 
-// add registers a pass and returns its index for result.
-func (p *forwardPlan) add(name string, pass model.Pass) int {
-	p.passes = append(p.passes, pass)
-	p.names = append(p.names, name)
-	return len(p.passes) - 1
-}
-
 // result returns pass k's output, running the plan first if it has not
 // run in this suite process.
-func (p *forwardPlan) result(k int) *model.Output {
+func (r *forwardRun) result(k int) *model.Output {
 	GinkgoHelper()
-	if !p.ran {
-		m := p.s.MustModel()
-		Step(fmt.Sprintf("%d forward passes, layer by layer: %s", len(p.passes), strings.Join(p.names, ", ")), func() {
-			p.outs, p.err = m.ForwardPasses(p.passes, func(done, layers int) { Advance(done, layers, "layers") })
+	if !r.ran {
+		m := r.s.MustModel()
+		p := r.plan
+		Step(fmt.Sprintf("%d forward passes, layer by layer: %s", len(p.Passes), strings.Join(p.Names, ", ")), func() {
+			r.outs, r.err = m.ForwardPasses(p.Passes, func(done, layers int) { Advance(done, layers, "layers") })
 		})
-		p.ran = true
+		r.ran = true
 	}
-	Expect(p.err).NotTo(HaveOccurred())
-	return p.outs[k]
+	Expect(r.err).NotTo(HaveOccurred())
+	return r.outs[k]
 }

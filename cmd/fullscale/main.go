@@ -7,6 +7,11 @@
 // or layer-streamed layers as the suites do. golden/toolkit/baseline.py is the
 // PyTorch equivalent.
 //
+// The phase forward-suite runs the forward passes of the forward suite's
+// specs on one model (conformance.NewForwardPlan) together, layer by layer,
+// as the suite does (model.ForwardPasses), and reports their time: the
+// cost of the forward suite's model specs without Ginkgo.
+//
 // With -model-dir it validates a checkpoint instead, loaded resident or
 // layer-streamed from its files as the plan says (make bench-checkpoint);
 // -write-synthetic=online|offline first writes a synthetic checkpoint of
@@ -37,7 +42,7 @@ func main() {
 	configDir := flag.String("preset-dir", "", "folder of extra preset JSON files")
 	batch := flag.Int("batch", 2, "batch size B")
 	seqLen := flag.Int("seq", 128, "sequence length T")
-	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate")
+	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate: forward, forward-suite, gradient")
 	writeSynthetic := flag.String("write-synthetic", "", "online or offline: write a synthetic checkpoint of -config to -model-dir and exit")
 	opts := conformance.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -135,6 +140,22 @@ func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) 
 				return err
 			}
 			report(fmt.Sprintf("forward [%d,%d] -> logits %s", B, T, model.ShapeString(out.Logits.Shape)), start, fwdOps)
+		case "forward-suite":
+			plan := conformance.NewForwardPlan(cfg, B, T, 1, cfg.ParamCount() >= presets.FullScaleParams)
+			var ops float64
+			for _, p := range plan.Passes {
+				ops += forwardOps(cfg, p.Batch.B, p.Batch.T)
+			}
+			last := time.Now()
+			if _, err := m.ForwardPasses(plan.Passes, func(done, layers int) {
+				if time.Since(last) > 30*time.Second || done == layers {
+					fmt.Printf("  %d/%d layers, %.0fs\n", done, layers, time.Since(start).Seconds())
+					last = time.Now()
+				}
+			}); err != nil {
+				return err
+			}
+			report(fmt.Sprintf("forward suite: %d passes layer by layer", len(plan.Passes)), start, ops)
 		case "gradient":
 			loss, stats, err := conformance.GradientFlow(m, b, 0)
 			if err != nil {
@@ -151,7 +172,7 @@ func run(name, configDir, modelDir string, B, T int, phases, memoryMode string) 
 			}
 			report(fmt.Sprintf("forward+backward [%d,%d], loss %.4f, %d parameters with finite non-zero gradients", B, T, loss, len(stats)), start, ops)
 		default:
-			return fmt.Errorf("unknown phase %q (instantiate, forward, gradient)", phase)
+			return fmt.Errorf("unknown phase %q (instantiate, forward, forward-suite, gradient)", phase)
 		}
 	}
 	fmt.Printf("%-70s %7.2fs\n", "total", time.Since(total).Seconds())
