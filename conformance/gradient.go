@@ -173,14 +173,16 @@ func describeGradient(s *Subject) {
 // SGDLearningRate is the step size of the one-step SGD spec.
 const SGDLearningRate = 0.05
 
-// SGDStep applies w ← w − lr·grad to every parameter.
+// SGDStep applies w ← w − lr·grad to every parameter. An offline linear
+// (packed codes and weight_scale, no latent weight) steps from
+// equivalentLatent.
 func SGDStep(m *model.Model, grads map[string]*model.Tensor, lr float32) error {
 	for _, p := range m.Params() {
 		g, ok := grads[p.Name()]
 		if !ok {
 			return fmt.Errorf("%s: no gradient", p.Name())
 		}
-		w := p.Float32()
+		w := equivalentLatent(p)
 		for i := range w {
 			w[i] -= lr * g.Data[i]
 		}
@@ -189,6 +191,35 @@ func SGDStep(m *model.Model, grads map[string]*model.Tensor, lr float32) error {
 		}
 	}
 	return nil
+}
+
+// equivalentLatent returns a copy of p's values to take a step from. For an
+// offline linear that is not its dequantized weight codes·scale: online
+// quantization of that has scale mean|codes·scale| = scale·(nonzero
+// fraction), so a step from it would shrink the whole layer instead of
+// moving it. Divided by the nonzero fraction, every non-zero entry has
+// magnitude scale·N/nonzero ≥ scale, so online quantization gives back
+// exactly the offline codes, with scale mean|W| = weight_scale's effective
+// scale.
+func equivalentLatent(p *model.Param) []float32 {
+	w := append([]float32(nil), p.Float32()...)
+	if _, _, _, offline := p.Offline(); !offline {
+		return w
+	}
+	nonzero := 0
+	for _, v := range w {
+		if v != 0 {
+			nonzero++
+		}
+	}
+	if nonzero == 0 {
+		return w
+	}
+	f := float32(float64(len(w)) / float64(nonzero))
+	for i := range w {
+		w[i] *= f
+	}
+	return w
 }
 
 func gradNormsByKind(cfg model.Config, stats map[string]GradStats) string {
