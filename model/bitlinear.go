@@ -19,6 +19,23 @@ func BitLinear(x, w *Tensor) (*Tensor, error) {
 	return toTensor(y, N, out), nil
 }
 
+// BitLinearKernels is BitLinear on the integer path, as the model runs its
+// linears with ComputeKernels: act_quant to int8, the ternary×int8 GEMM of
+// the active kernel path (int32 accumulators), then both scales.
+func BitLinearKernels(x, w *Tensor) (*Tensor, error) {
+	N, out, in, err := checkBitLinear(x, w)
+	if err != nil {
+		return nil, err
+	}
+	tw, err := quantizeWeight(w.Data, out, in, nil)
+	if err != nil {
+		return nil, err
+	}
+	y := make([]float32, N*out)
+	kernelLinear{w: tw, s: &linearScratch{}}.Forward(y, x.Data, N)
+	return toTensor(y, N, out), nil
+}
+
 // BitLinearBackward is BitLinear's straight-through backward pass for the
 // upstream gradient gradY[N,out]: gradX = gradY·weight_quant(w) and
 // gradW = gradYᵀ·act_quant(x).

@@ -23,6 +23,18 @@ func BitLinearCaseChecks(c *golden.Case, target Target) []Check {
 			return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
 		},
 	}}
+	if target.BitLinearKernels != nil {
+		checks = append(checks, Check{
+			Name: "bitlinear y on the integer kernels (int8 activations, ternary×int8 sums) from golden x, weight → y", Layer: -1, Op: "BitLinear, integer kernels", Tensor: "y", Stage: StageForward,
+			run: func(*caseRun) (Measurement, error) {
+				y, err := target.BitLinearKernels(c.X, c.Weight)
+				if err != nil {
+					return Measurement{}, err
+				}
+				return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
+			},
+		})
+	}
 	if c.GradY == nil {
 		return checks
 	}

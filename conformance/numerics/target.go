@@ -23,6 +23,11 @@ type Target struct {
 	FromTensors func(cfg model.Config, params map[string]*model.Tensor) (Implementation, error)
 	// BitLinear is linear(act_quant(x), weight_quant(w)) for bitlinear cases.
 	BitLinear func(x, w *model.Tensor) (*model.Tensor, error)
+	// BitLinearKernels, when set, is the same on the implementation's
+	// integer path (int8 activations, ternary×int8 accumulation), which
+	// bitlinear cases then check as well: their large-magnitude inputs
+	// reach accumulator sums a model case cannot.
+	BitLinearKernels func(x, w *model.Tensor) (*model.Tensor, error)
 	// BitLinearBackward returns the straight-through gradients of
 	// sum(y·gradY) with respect to x and w.
 	BitLinearBackward func(x, w, gradY *model.Tensor) (gradX, gradW *model.Tensor, err error)
@@ -35,5 +40,6 @@ var ModelTarget = Target{
 		return model.FromTensors(cfg, params)
 	},
 	BitLinear:         model.BitLinear,
+	BitLinearKernels:  model.BitLinearKernels,
 	BitLinearBackward: model.BitLinearBackward,
 }
