@@ -68,9 +68,17 @@ type Measurement struct {
 	NonFinite        int     // NaN or Inf values in the actual tensor
 	// Spread is the spread the end-to-end bound was sized from.
 	Spread float64
+	// Uninformative, when set, says why no bound could be given: an
+	// end-to-end tensor whose alternative correct runs differ by as much
+	// as the tensor itself (spread ≥ 1). Such a check neither passes nor
+	// fails; the golden specs skip it with this reason.
+	Uninformative string
 }
 
 func (m Measurement) String() string {
+	if m.Uninformative != "" {
+		return m.Uninformative
+	}
 	if m.PerElement {
 		s := fmt.Sprintf("error/bound %.3g at %v: |%.7g − %.7g| = %.3g > bound %.3g (relL2 %.3g over %d elements)",
 			m.Ratio, m.Index, m.Actual, m.Expected, m.Error, m.Bound, m.RelL2, m.Elements)
@@ -86,7 +94,7 @@ func (m Measurement) String() string {
 	if m.Ratio <= 1 {
 		rel = "≤"
 	}
-	return fmt.Sprintf("error/bound %.3g: relL2 %.3g %s bound %.3g = max(floor %g, %g × spread %.3g)",
+	return fmt.Sprintf("error/bound %.3g: relL2 %.3g %s bound %.3g = max(floor %g, %g × spread %.3g / (1 − spread))",
 		m.Ratio, m.Error, rel, m.Bound, EndToEndFloor, EndToEndSpreadFactor, m.Spread)
 }
 
@@ -160,17 +168,25 @@ func compareElements(actual, expected *model.Tensor, bound []float64) (Measureme
 	return m, nil
 }
 
-// End-to-end bounds: relL2 ≤ max(EndToEndFloor, EndToEndSpreadFactor·spread).
+// End-to-end bounds: relL2 ≤ max(EndToEndFloor, EndToEndSpreadFactor·s/(1−s))
+// for a spread s < 1.
 //
-// The spread is the largest distance among several alternative correct
-// runs; the implementation under test is one more such run, so its
-// distance is of the same order but may exceed the largest of a few
-// samples (flips are discrete and their effects vary): the factor covers
-// that tail. The floor covers cases where no rounding decision can flip:
-// there two float32 implementations agree to ~3e-7 (REFERENCE.md), and the
-// floor is 300 times that. Both are documented in golden/TOLERANCE.md and
-// were checked on fresh random cases (make golden-sweep), never tuned to
-// the committed ones.
+// The spread s is the largest distance among several alternative correct
+// runs, relative to the norm of a base run b; the implementation under
+// test is one more such run, so its distance is of the same order but may
+// exceed the largest of a few samples (flips are discrete and their
+// effects vary): the factor covers that tail. The check measures against
+// the golden tensor g instead, itself a correct run: ‖a − g‖ ≤ ‖a − b‖ +
+// ‖b − g‖ ≈ 2s‖b‖ and ‖g‖ ≥ (1 − s)‖b‖, so relative to ‖g‖ the distance is
+// 2s/(1 − s), and the factor 4 doubles it; for small s this is 4s. From
+// s = 1 on, ‖g‖ may be arbitrarily small next to the runs' differences: the
+// tensor is chaotic on that case, no bound can tell a correct run from a
+// wrong one, and the check is reported as uninformative (the case's op
+// checks still judge every op). The floor covers cases where no rounding
+// decision can flip: there two float32 implementations agree to ~3e-7
+// (REFERENCE.md), and the floor is 300 times that. Both are documented in
+// golden/TOLERANCE.md and were checked on fresh random cases (make
+// golden-sweep), never tuned to the committed ones.
 const (
 	EndToEndFloor        = 1e-4
 	EndToEndSpreadFactor = 4.0
@@ -201,7 +217,12 @@ func compareRelL2(actual, expected *model.Tensor, spread float64) (Measurement, 
 		m.RelL2 = math.Inf(1)
 	}
 	m.Error = m.RelL2
-	m.Bound = math.Max(EndToEndFloor, EndToEndSpreadFactor*spread)
+	if spread >= 1 {
+		m.Bound = math.Inf(1)
+		m.Uninformative = fmt.Sprintf("no end-to-end bound: alternative correct runs differ by relL2 %.3g ≥ 1 (the tensor is chaotic on this case), so relL2 %.3g against the golden value proves nothing either way; the case's op checks judge every op", spread, m.RelL2)
+		return m, nil
+	}
+	m.Bound = math.Max(EndToEndFloor, EndToEndSpreadFactor*spread/(1-spread))
 	m.Ratio = m.Error / m.Bound
 	return m, nil
 }

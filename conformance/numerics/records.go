@@ -36,6 +36,9 @@ type CheckRecord struct {
 	Bound  float64 `json:"bound"`
 	Passed bool    `json:"passed"`
 	Err    string  `json:"err,omitempty"`
+	// Uninformative says why the check could give no bound (see
+	// Measurement.Uninformative); it then counts as passed.
+	Uninformative string `json:"uninformative,omitempty"`
 }
 
 // Record is the numerics-report record of one case's results.
@@ -47,6 +50,7 @@ func Record(c *golden.Case, results []Result) CaseRecord {
 		if r.Err != nil {
 			cr.Err = r.Err.Error()
 		}
+		cr.Uninformative = r.Measure.Uninformative
 		rec.Checks = append(rec.Checks, cr)
 	}
 	if f := FirstFailure(results); f != nil {

@@ -283,8 +283,8 @@ func moved(golden []float32, relative float64) []float32 {
 }
 
 // The end-to-end bound as docs/golden-checks.md states it, relL2 ≤
-// max(1e-4, 4 × spread): written out here, not read from the harness's
-// constants, so that changing those fails this test.
+// max(1e-4, 4 × s/(1 − s)) for a spread s: written out here, not read from
+// the harness's constants, so that changing those fails this test.
 const (
 	documentedFloor        = 1e-4
 	documentedSpreadFactor = 4
@@ -314,7 +314,8 @@ func TestEndToEndBoundsFailJustAbove(t *testing.T) {
 			if check.Name == "" {
 				t.Fatalf("%s: no end-to-end check of %s", name, tensor)
 			}
-			bound := math.Max(documentedFloor, documentedSpreadFactor*testSpread(t, c, m, tensor))
+			spread := testSpread(t, c, m, tensor)
+			bound := math.Max(documentedFloor, documentedSpreadFactor*spread/(1-spread))
 			for _, k := range []float64{2, 0.5} {
 				p := perturbed{}
 				if tensor == "logits" {
