@@ -234,7 +234,8 @@ func (h *Harness) writeNumerics(dir string, r Report) {
 }
 
 // runKey identifies the ginkgo invocation a suite belongs to: the suites
-// of one run share the random seed and the filters.
+// of one run are children of one ginkgo or go process and share the random
+// seed and the filters.
 func runKey(sc types.SuiteConfig) report.RunKey {
 	var filters []string
 	add := func(flag string, values ...string) {
@@ -249,7 +250,7 @@ func runKey(sc types.SuiteConfig) report.RunKey {
 	add("--focus-file", sc.FocusFiles...)
 	add("--skip-file", sc.SkipFiles...)
 	add("--label-filter", sc.LabelFilter)
-	return report.RunKey{Seed: sc.RandomSeed, Filter: strings.Join(filters, " ")}
+	return report.RunKey{Parent: os.Getppid(), Seed: sc.RandomSeed, Filter: strings.Join(filters, " ")}
 }
 
 // suiteSlug names a suite in file names: "Forward Suite" → "forward".

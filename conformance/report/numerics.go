@@ -36,8 +36,10 @@ import (
 // full run's report.
 
 // RunKey identifies the run a suite process belongs to: the suites of one
-// ginkgo invocation share its random seed and its filters.
+// ginkgo (or go test) invocation are children of the same process and
+// share its random seed and its filters.
 type RunKey struct {
+	Parent int    `json:"parent_pid"` // the ginkgo or go process that ran the suites
 	Seed   int64  `json:"seed"`
 	Filter string `json:"filter,omitempty"` // the Ginkgo filters, empty for a full run
 }

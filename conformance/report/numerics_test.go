@@ -61,8 +61,8 @@ func readReport(t *testing.T, path string) report.Numerics {
 
 // TestNumericsReportOneRecordPerCase: the forward and the gradient suite
 // of one run write one record per case with the union of their checks, in
-// computation order; a later run replaces the report; a filtered run
-// writes its own.
+// computation order; a later run (another parent process, even with the
+// same seed) replaces the report; a filtered run writes its own.
 func TestNumericsReportOneRecordPerCase(t *testing.T) {
 	forward, gradient, failing := exampleRecords(t)
 	total := len(forward.Checks) + len(gradient.Checks)
@@ -107,7 +107,7 @@ func TestNumericsReportOneRecordPerCase(t *testing.T) {
 		t.Errorf("filtered report: %d cases, run %+v", len(rep.Cases), rep.Run)
 	}
 
-	if err := report.WriteNumerics(dir, report.RunKey{Seed: 2}, "forward", []numerics.CaseRecord{forward}); err != nil {
+	if err := report.WriteNumerics(dir, report.RunKey{Parent: 7, Seed: 1}, "forward", []numerics.CaseRecord{forward}); err != nil {
 		t.Fatal(err)
 	}
 	if rep := readReport(t, filepath.Join(dir, "numerics.json")); len(rep.Cases) != 1 || len(rep.Cases[0].Checks) != len(forward.Checks) || len(rep.Suites) != 1 {
