@@ -185,6 +185,9 @@ func (m *Model) layerMajor(passes []Pass, env passEnv, layerDone func(done, laye
 	defer m.stream.put(buf)
 	layers := int(m.cfg.NumHiddenLayers)
 	for i := range layers {
+		if !slices.Contains(waiting, i) {
+			break // every pass has finished, with an error
+		}
 		made := m.makeLayer(buf, i, kernelLinears)
 		for k, run := range runs {
 			if waiting[k] == i {
