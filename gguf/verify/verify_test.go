@@ -257,15 +257,7 @@ func TestFloatOutTypes(t *testing.T) {
 // TestMetadataMessages: a wrong value names the key, both values and the
 // HF field; bitnet-25 is accepted.
 func TestMetadataMessages(t *testing.T) {
-	dir := checkpointDir(t, testConfig(true, "autobitlinear"), checkpoint.Online, 11)
-	ref, err := LoadReference(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "model.gguf")
-	if err := gguf.WriteBitNet(path, ref.Config, SourceOf(ref.Model), gguf.BitNetOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ref, _, path := faithfulFile(t, 11)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -341,15 +333,7 @@ func TestMetadataMessages(t *testing.T) {
 // a verifier over a file missing tensors reports findings without
 // panicking.
 func TestHostileInput(t *testing.T) {
-	dir := checkpointDir(t, testConfig(true, "autobitlinear"), checkpoint.Online, 13)
-	ref, err := LoadReference(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "model.gguf")
-	if err := gguf.WriteBitNet(path, ref.Config, SourceOf(ref.Model), gguf.BitNetOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	_, dir, path := faithfulFile(t, 13)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -427,4 +411,21 @@ func TestRandomTensorData(t *testing.T) {
 			t.Errorf("seed %d: random tensor data passed", seed)
 		}
 	}
+}
+
+// faithfulFile writes a tied online autobitlinear checkpoint of testConfig
+// from seed, converts it with WriteBitNet, and returns its reference, the
+// checkpoint's folder and the GGUF's path.
+func faithfulFile(t *testing.T, seed uint64) (*Reference, string, string) {
+	t.Helper()
+	dir := checkpointDir(t, testConfig(true, "autobitlinear"), checkpoint.Online, seed)
+	ref, err := LoadReference(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "model.gguf")
+	if err := gguf.WriteBitNet(path, ref.Config, SourceOf(ref.Model), gguf.BitNetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ref, dir, path
 }
