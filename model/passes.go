@@ -224,7 +224,15 @@ func (run *passRun) start() {
 
 // makeLayer makes layer i in buf, with its linears quantized and packed
 // when a pass runs the integer kernels.
-func (m *Model) makeLayer(buf *layerBuffers, i int, quantize bool) madeLayer {
+func (m *Model) makeLayer(buf *layerBuffers, i int, quantize bool) (made madeLayer) {
+	// A source that breaks its contract panics (lazyInit.values); as an
+	// error it reaches every waiting pass, which then ends, instead of
+	// leaving their goroutines blocked behind a panic on this one.
+	defer func() {
+		if p := recover(); p != nil {
+			made = madeLayer{err: fmt.Errorf("making layer %d: %v", i, p)}
+		}
+	}()
 	ps, err := buf.load(m, i)
 	if err != nil {
 		return madeLayer{err: err}

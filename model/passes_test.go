@@ -146,10 +146,11 @@ func TestForwardPassesMatchOneByOne(t *testing.T) {
 // countingSource serves a resident model's layer tensors to a streamed
 // one and counts how often each is read.
 type countingSource struct {
-	m      *Model
-	failAt string // a tensor whose reads fail
-	mu     sync.Mutex
-	reads  map[string]int
+	m       *Model
+	failAt  string // a tensor whose reads fail
+	panicAt string // a tensor whose reads panic
+	mu      sync.Mutex
+	reads   map[string]int
 }
 
 func (s *countingSource) Offline(name string) (*kernels.Ternary, float32, ScaleConvention, bool, error) {
@@ -162,6 +163,9 @@ func (s *countingSource) Latent(name string, dst []float32) error {
 	s.mu.Unlock()
 	if name == s.failAt {
 		return fmt.Errorf("%s: injected read error", name)
+	}
+	if name == s.panicAt {
+		panic(name + ": injected panic")
 	}
 	p, _ := s.m.Param(name)
 	copy(dst, p.Float32())
@@ -253,6 +257,27 @@ func TestForwardPassesLayerError(t *testing.T) {
 	}
 	if _, err := m.ForwardPasses([]Pass{{Batch: tinyBatch(cfg, 1, 2, 1), Path: "no-such-path"}}, nil); err == nil {
 		t.Error("unknown kernel path: no error")
+	}
+}
+
+// A source that panics while a layer is made ends every pass with an
+// error naming the layer, and leaves no goroutine behind.
+func TestForwardPassesLayerPanic(t *testing.T) {
+	cfg := tinyConfig(true)
+	resident, err := New(cfg, Options{Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &countingSource{m: resident, reads: map[string]int{}, panicAt: layerName(1, slotGate)}
+	m := sourcedModel(t, resident, src)
+	goroutines := runtime.NumGoroutine()
+	passes := []Pass{{Batch: tinyBatch(cfg, 1, 4, 1)}, {Batch: tinyBatch(cfg, 2, 3, 2), Procs: 1}}
+	_, err = m.ForwardPasses(passes, nil)
+	if err == nil || !strings.Contains(err.Error(), "making layer 1") || !strings.Contains(err.Error(), "injected panic") {
+		t.Fatalf("error %v, want one naming layer 1 and the panic", err)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after the failed passes, %d before", n, goroutines)
 	}
 }
 
