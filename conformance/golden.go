@@ -73,6 +73,7 @@ func (c *GoldenCase) Results() ([]numerics.Result, error) {
 		for k, i := range at {
 			e.results[i] = results[k]
 		}
+		e.first = numerics.FirstFailure(results)
 		c.h.mu.Lock()
 		c.h.records = append(c.h.records, numerics.Record(c.Case, results))
 		c.h.mu.Unlock()
@@ -103,7 +104,7 @@ func (c *GoldenCase) ExpectCheck(i int) {
 		return
 	}
 	msg := r.String()
-	if first := firstFailure(results); first != nil {
+	if first := c.evaluation().first; first != nil {
 		if first.Check.Name == r.Check.Name {
 			msg += "\n(divergence starts here: this is the case's first failing check in computation order)"
 		} else {
@@ -113,16 +114,6 @@ func (c *GoldenCase) ExpectCheck(i int) {
 	Fail(msg)
 }
 
-// firstFailure is the first evaluated check that failed.
-func firstFailure(results []numerics.Result) *numerics.Result {
-	for i := range results {
-		if !errors.Is(results[i].Err, errNotEvaluated) && !results[i].Passed() {
-			return &results[i]
-		}
-	}
-	return nil
-}
-
 // evaluation is one case's checks and results in a suite process,
 // computed once.
 type evaluation struct {
@@ -130,6 +121,7 @@ type evaluation struct {
 	wanted  []bool
 	once    sync.Once
 	results []numerics.Result
+	first   *numerics.Result // the first evaluated check that failed, in computation order
 	err     error
 }
 

@@ -264,12 +264,13 @@ func QKHeads(cfg model.Config, ggufName string) int {
 	return 0
 }
 
-// LlamaPermute reorders the rows of w [rows, cols] as the llama
+// LlamaPermute reorders the rows of w [rows, cols] (codes, or a mask of
+// them) as the llama
 // converter's permute(weights, n_head) does: within each head, row
 // j·hd/2 + i moves to 2i + j (interleaving the two rotary halves).
-func LlamaPermute(w []int8, rows, cols, heads int) []int8 {
+func LlamaPermute[T any](w []T, rows, cols, heads int) []T {
 	hd := rows / heads
-	out := make([]int8, len(w))
+	out := make([]T, len(w))
 	for h := 0; h < heads; h++ {
 		for i := 0; i < hd/2; i++ {
 			for j := 0; j < 2; j++ {

@@ -12,35 +12,43 @@ import (
 )
 
 // caseRun is one implementation evaluated on one golden case: the
-// teacher-forced pass, the end-to-end forward pass, the end-to-end
-// gradients and the spreads, each computed once on first use and shared by
-// every check of the case. The forward checks never run a backward pass
-// end to end, and the gradient checks never run a traced forward pass, so
-// a suite that evaluates only one kind pays only for that kind.
+// teacher-forced pass, the unjittered forward pass and gradients on each
+// compute path, and the spreads, each computed once on first use and
+// shared by every check of the case. The forward checks never run a
+// backward pass end to end, and the gradient checks never run a traced
+// forward pass, so a suite that evaluates only one kind pays only for that
+// kind; the float-path pass that a spread measurement starts from is the
+// same one the end-to-end checks and the kernels-against-float check use.
 type caseRun struct {
 	c       *golden.Case
 	impl    Implementation
 	compute model.Compute
 
-	teacher    *model.TeacherResult
-	teacherErr error
+	teacher                     lazy[*model.TeacherResult]
+	forwards                    [model.ComputeFloat64 + 1]lazy[*model.Output]
+	gradients                   [model.ComputeFloat64 + 1]lazy[*model.GradResult]
+	forwardSpreads, gradSpreads lazy[map[string]float64]
+}
 
-	forward     *model.Output
-	forwardErr  error
-	forwardDone bool
-	grads       *model.GradResult
-	gradsErr    error
-	gradsDone   bool
+// lazy is a value computed on first use, with its error. A computation
+// that panics is not done: the next check calls it again and gets the
+// same panic, which its evaluation turns into that check's error.
+type lazy[T any] struct {
+	done bool
+	v    T
+	err  error
+}
 
-	forwardSpreads, gradSpreads map[string]float64
-	forwardSpreadErr            error
-	gradSpreadErr               error
-	forwardSpreadDone           bool
-	gradSpreadDone              bool
+func (l *lazy[T]) get(compute func() (T, error)) (T, error) {
+	if !l.done {
+		l.v, l.err = compute()
+		l.done = true
+	}
+	return l.v, l.err
 }
 
 func (r *caseRun) teacherForced() (*model.TeacherResult, error) {
-	if r.teacher == nil && r.teacherErr == nil {
+	return r.teacher.get(func() (*model.TeacherResult, error) {
 		values := make(map[string]*model.Tensor, 2*len(r.c.Nodes))
 		for name, t := range r.c.Nodes {
 			values[name] = t
@@ -48,33 +56,31 @@ func (r *caseRun) teacherForced() (*model.TeacherResult, error) {
 		for name, t := range r.c.NodeGrads {
 			values["grad."+name] = t
 		}
-		r.teacher, r.teacherErr = r.impl.TeacherForced(r.c.Batch, values, model.GradOptions{Compute: r.compute})
-		if r.teacherErr == nil && r.teacher == nil {
-			r.teacherErr = fmt.Errorf("TeacherForced returned no result")
+		tr, err := r.impl.TeacherForced(r.c.Batch, values, model.GradOptions{Compute: r.compute})
+		if err == nil && tr == nil {
+			err = fmt.Errorf("TeacherForced returned no result")
 		}
-	}
-	return r.teacher, r.teacherErr
+		return tr, err
+	})
 }
 
-// endToEndForward is the forward pass from the token ids, with the hidden
-// states, on the case's compute path.
-func (r *caseRun) endToEndForward() (*model.Output, error) {
-	if !r.forwardDone {
-		r.forwardDone = true
-		r.forward, r.forwardErr = runForward(r.impl, r.c.Batch, r.compute, 0)
-	}
-	return r.forward, r.forwardErr
+// forwardOn is the unjittered forward pass from the token ids, with the
+// hidden states, on a compute path.
+func (r *caseRun) forwardOn(compute model.Compute) (*model.Output, error) {
+	return r.forwards[compute].get(func() (*model.Output, error) { return runForward(r.impl, r.c.Batch, compute, 0) })
 }
 
-// endToEndGradients is the loss and every parameter gradient from the
-// token ids, on the case's compute path.
-func (r *caseRun) endToEndGradients() (*model.GradResult, error) {
-	if !r.gradsDone {
-		r.gradsDone = true
-		r.grads, r.gradsErr = runGradients(r.impl, r.c.Batch, r.compute, 0)
-	}
-	return r.grads, r.gradsErr
+// gradientsOn is the loss and every parameter gradient from the token ids
+// on a compute path, unjittered.
+func (r *caseRun) gradientsOn(compute model.Compute) (*model.GradResult, error) {
+	return r.gradients[compute].get(func() (*model.GradResult, error) { return runGradients(r.impl, r.c.Batch, compute, 0) })
 }
+
+// endToEndForward is the forward pass on the case's compute path.
+func (r *caseRun) endToEndForward() (*model.Output, error) { return r.forwardOn(r.compute) }
+
+// endToEndGradients is the gradient pass on the case's compute path.
+func (r *caseRun) endToEndGradients() (*model.GradResult, error) { return r.gradientsOn(r.compute) }
 
 func runForward(impl Implementation, b model.Batch, compute model.Compute, jitter uint64) (*model.Output, error) {
 	out, err := impl.Forward(b, model.ForwardOptions{Trace: true, Compute: compute, Jitter: jitter})
@@ -109,30 +115,17 @@ func lossOf(out *model.Output, b model.Batch) (*model.Tensor, error) {
 }
 
 // bothPathLogits returns the logits of the integer-kernel path and of the
-// float path; the case's own path reuses its end-to-end forward pass.
+// float path.
 func (r *caseRun) bothPathLogits() (ints, floats *model.Tensor, err error) {
-	if ints, err = r.pathLogits(model.ComputeKernels); err != nil {
-		return nil, nil, err
-	}
-	if floats, err = r.pathLogits(model.ComputeFloat); err != nil {
-		return nil, nil, err
-	}
-	return ints, floats, nil
-}
-
-func (r *caseRun) pathLogits(compute model.Compute) (*model.Tensor, error) {
-	if compute == r.compute {
-		out, err := r.endToEndForward()
-		if err != nil {
-			return nil, err
-		}
-		return out.Logits, nil
-	}
-	out, err := r.impl.Forward(r.c.Batch, model.ForwardOptions{Compute: compute})
+	intOut, err := r.forwardOn(model.ComputeKernels)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out.Logits, nil
+	floatOut, err := r.forwardOn(model.ComputeFloat)
+	if err != nil {
+		return nil, nil, err
+	}
+	return intOut.Logits, floatOut.Logits, nil
 }
 
 // SpreadRuns is how many jittered runs the harness makes to measure a
@@ -156,17 +149,9 @@ func (r *caseRun) spread(name string) (float64, error) {
 	var spreads map[string]float64
 	var err error
 	if strings.HasPrefix(name, "grad.") {
-		if !r.gradSpreadDone {
-			r.gradSpreadDone = true
-			r.gradSpreads, r.gradSpreadErr = measureGradientSpread(r.impl, r.c)
-		}
-		spreads, err = r.gradSpreads, r.gradSpreadErr
+		spreads, err = r.gradSpreads.get(r.measureGradientSpread)
 	} else {
-		if !r.forwardSpreadDone {
-			r.forwardSpreadDone = true
-			r.forwardSpreads, r.forwardSpreadErr = measureForwardSpread(r.impl, r.c)
-		}
-		spreads, err = r.forwardSpreads, r.forwardSpreadErr
+		spreads, err = r.forwardSpreads.get(r.measureForwardSpread)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("measuring the spread: %w", err)
@@ -189,8 +174,9 @@ func (s spreadNote) note(name string, alt, base *model.Tensor) {
 	s[name] = math.Max(s[name], relativeL2(alt.Data, base.Data))
 }
 
-func measureForwardSpread(impl Implementation, c *golden.Case) (map[string]float64, error) {
-	base, err := runForward(impl, c.Batch, model.ComputeFloat, 0)
+func (r *caseRun) measureForwardSpread() (map[string]float64, error) {
+	impl, c := r.impl, r.c
+	base, err := r.forwardOn(model.ComputeFloat)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +208,9 @@ func measureForwardSpread(impl Implementation, c *golden.Case) (map[string]float
 	return spreads, nil
 }
 
-func measureGradientSpread(impl Implementation, c *golden.Case) (map[string]float64, error) {
-	base, err := runGradients(impl, c.Batch, model.ComputeFloat, 0)
+func (r *caseRun) measureGradientSpread() (map[string]float64, error) {
+	impl, c := r.impl, r.c
+	base, err := r.gradientsOn(model.ComputeFloat)
 	if err != nil {
 		return nil, err
 	}

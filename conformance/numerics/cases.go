@@ -13,27 +13,23 @@ import (
 // within its BitLinear bound.
 func BitLinearCaseChecks(c *golden.Case, target Target) []Check {
 	N, in, out := c.X.Shape[0], c.X.Shape[1], c.Weight.Shape[0]
-	checks := []Check{{
-		Name: "bitlinear y = linear(act_quant(x), weight_quant(weight)) from golden x, weight → y", Layer: -1, Op: "BitLinear", Tensor: "y", Stage: StageForward,
-		run: func(*caseRun) (Measurement, error) {
-			y, err := target.BitLinear(c.X, c.Weight)
-			if err != nil {
-				return Measurement{}, err
-			}
-			return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
-		},
-	}}
-	if target.BitLinearKernels != nil {
-		checks = append(checks, Check{
-			Name: "bitlinear y on the integer kernels (int8 activations, ternary×int8 sums) from golden x, weight → y", Layer: -1, Op: "BitLinear, integer kernels", Tensor: "y", Stage: StageForward,
+	var yBound []float64 // shared by both paths' y checks, computed once
+	yCheck := func(name, op string, linear func(x, w *model.Tensor) (*model.Tensor, error)) Check {
+		return Check{Name: name, Layer: -1, Op: op, Tensor: "y", Stage: StageForward,
 			run: func(*caseRun) (Measurement, error) {
-				y, err := target.BitLinearKernels(c.X, c.Weight)
+				y, err := linear(c.X, c.Weight)
 				if err != nil {
 					return Measurement{}, err
 				}
-				return compareElements(y, c.Y, bitLinearBound(c.X.Data, c.Weight.Data, N, out, in))
-			},
-		})
+				if yBound == nil {
+					yBound = bitLinearBound(c.X.Data, c.Weight.Data, N, out, in)
+				}
+				return compareElements(y, c.Y, yBound)
+			}}
+	}
+	checks := []Check{yCheck("bitlinear y = linear(act_quant(x), weight_quant(weight)) from golden x, weight → y", "BitLinear", target.BitLinear)}
+	if target.BitLinearKernels != nil {
+		checks = append(checks, yCheck("bitlinear y on the integer kernels (int8 activations, ternary×int8 sums) from golden x, weight → y", "BitLinear, integer kernels", target.BitLinearKernels))
 	}
 	if c.GradY == nil {
 		return checks

@@ -231,10 +231,6 @@ func (rep *Numerics) tally() {
 				if ch.Ratio > h.MaxRatio || h.Worst == "" {
 					h.MaxRatio, h.Worst = ch.Ratio, c.Case+": "+ch.Name
 				}
-				h.Headroom = 0 // no error at all (exact ops)
-				if h.MaxRatio > 0 {
-					h.Headroom = 1 / h.MaxRatio
-				}
 				rep.Headroom[ch.Class] = h
 			}
 			if ch.Err == "" && !math.IsNaN(ch.Ratio) {
@@ -249,6 +245,12 @@ func (rep *Numerics) tally() {
 	}
 	for stage, ratios := range byStage {
 		rep.Stages[stage] = summarise(ratios)
+	}
+	for class, h := range rep.Headroom {
+		if h.MaxRatio > 0 { // else 0: every passing check was exact
+			h.Headroom = 1 / h.MaxRatio
+			rep.Headroom[class] = h
+		}
 	}
 }
 
@@ -342,7 +344,6 @@ func plotRatios(path, title string, cases []numerics.CaseRecord, nameFirst bool)
 	type slot struct {
 		label string
 		stage int
-		first int // first appearance, for a stable computation order
 	}
 	var slots []slot
 	index := map[string]int{}
@@ -351,7 +352,7 @@ func plotRatios(path, title string, cases []numerics.CaseRecord, nameFirst bool)
 			l := slotLabel(ch)
 			if _, ok := index[l]; !ok {
 				index[l] = len(slots)
-				slots = append(slots, slot{label: l, stage: stageOrder(ch.Stage), first: len(slots)})
+				slots = append(slots, slot{label: l, stage: stageOrder(ch.Stage)})
 			}
 		}
 	}

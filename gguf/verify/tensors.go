@@ -256,7 +256,7 @@ func (v *Verifier) compareLinear(t gguf.Tensor) (r linearResult, err error) {
 		perm := gguf.LlamaPermute(hf.codes, r.rows, r.cols, heads)
 		var permTie []bool
 		if hf.tie != nil {
-			permTie = permuteBools(hf.tie, r.rows, r.cols, heads)
+			permTie = gguf.LlamaPermute(hf.tie, r.rows, r.cols, heads)
 		}
 		if w, _, _, _ := countDiffs(d.codes, perm, permTie, r.cols, nil); w == 0 {
 			r.permuted = true
@@ -307,21 +307,6 @@ func countDiffs(got, want []int8, tie []bool, cols int, hf *hfLinear) (wrong, ti
 		}
 	}
 	return wrong, ties, invalid, listed
-}
-
-// permuteBools applies llama's row permutation to a [rows, cols] mask.
-func permuteBools(b []bool, rows, cols, heads int) []bool {
-	hd := rows / heads
-	out := make([]bool, len(b))
-	for h := 0; h < heads; h++ {
-		for i := 0; i < hd/2; i++ {
-			for j := 0; j < 2; j++ {
-				dst, src := h*hd+2*i+j, h*hd+j*(hd/2)+i
-				copy(out[dst*cols:(dst+1)*cols], b[src*cols:(src+1)*cols])
-			}
-		}
-	}
-	return out
 }
 
 func codeText(c int8) string {

@@ -46,7 +46,6 @@ the norms and the lm_head stay bf16.
 
 import argparse
 import json
-import math
 import os
 import random
 import time
@@ -58,6 +57,7 @@ from . import cases
 from . import format as fmt
 from . import generate
 from . import safetensors_io
+from .sweep import log_uniform_int
 
 SCRIPT = "golden.toolkit.checkpoints"
 CONVENTIONS = ["autobitlinear", "bitlinear"]
@@ -65,13 +65,6 @@ VARIANTS = ["master"] + CONVENTIONS
 BUGS = ["inverted-scale", "flipped-code", "packing-order", "linear-class", "linear-class-absent"]
 ACT_SCALE_FLOOR = 1e-5  # weight_quant clamps mean|W| from below (reference.SCALE_FLOOR)
 METADATA = {"format": "pt"}  # what transformers writes in every shard
-
-
-def log_uniform_int(rng, lo, hi):
-    """An integer in [lo, hi], log-uniformly distributed."""
-    if hi <= lo:
-        return lo
-    return min(hi, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))
 
 
 def draw_config(rng):
