@@ -21,6 +21,9 @@ func (g *File) RawRange(t TensorInfo, lo, hi int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: tensor %q: byte range [%d, %d) outside its %d bytes", g.Path, t.Name, lo, hi, t.Size)
 	}
 	buf := make([]byte, hi-lo)
+	if len(buf) == 0 {
+		return buf, nil // a ReaderAt may answer io.EOF for nothing at the end of the file
+	}
 	if _, err := g.r.ReadAt(buf, t.Start+lo); err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: reading %d bytes at %d: %v", g.Path, t.Name, len(buf), t.Start+lo, err)
 	}
