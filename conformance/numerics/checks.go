@@ -175,7 +175,7 @@ func (b *checkList) wholeLayer(i int) {
 			if err != nil {
 				return Measurement{}, err
 			}
-			return compareRelL2(tr.Computed[next], expected, spread)
+			return compareEndToEnd(tr.Computed[next], expected, spread)
 		},
 	})
 }
@@ -364,7 +364,7 @@ func (b *checkList) endToEnd() {
 				if err != nil {
 					return Measurement{}, err
 				}
-				return compareRelL2(actual, expected, spread)
+				return compareEndToEnd(actual, expected, spread)
 			},
 		})
 	}
@@ -401,7 +401,7 @@ func (b *checkList) endToEnd() {
 			if err != nil {
 				return Measurement{}, err
 			}
-			return compareRelL2(ints, floats, spread)
+			return compareEndToEnd(ints, floats, spread)
 		},
 	})
 	for _, spec := range c.Config.Inventory() {

@@ -66,8 +66,12 @@ type Measurement struct {
 	Error, Bound     float64 // |actual − expected| and its bound at Index, or relL2 and its bound
 	RelL2            float64 // of the whole tensor
 	NonFinite        int     // NaN or Inf values in the actual tensor
-	// Spread is the spread the end-to-end bound was sized from.
-	Spread float64
+	// Spread is the spread the end-to-end bound was sized from, and
+	// SpreadSource says where it came from: the harness's jittered run
+	// that set it and the file's own spread, and what the spread's
+	// cross-check could not establish (caserun.go, spreadCheck).
+	Spread       float64
+	SpreadSource string
 	// Uninformative, when set, says why no bound could be given: an
 	// end-to-end tensor whose alternative correct runs differ by as much
 	// as the tensor itself (spread ≥ 1). Such a check neither passes nor
@@ -94,8 +98,12 @@ func (m Measurement) String() string {
 	if m.Ratio <= 1 {
 		rel = "≤"
 	}
-	return fmt.Sprintf("error/bound %.3g: relL2 %.3g %s bound %.3g = max(floor %g, %g × spread %.3g / (1 − spread))",
+	s := fmt.Sprintf("error/bound %.3g: relL2 %.3g %s bound %.3g = max(floor %g, %g × spread %.3g / (1 − spread))",
 		m.Ratio, m.Error, rel, m.Bound, EndToEndFloor, EndToEndSpreadFactor, m.Spread)
+	if m.SpreadSource != "" {
+		s += "; spread " + m.SpreadSource
+	}
+	return s
 }
 
 // Result is the outcome of a check.
@@ -225,6 +233,38 @@ func compareRelL2(actual, expected *model.Tensor, spread float64) (Measurement, 
 	m.Bound = math.Max(EndToEndFloor, EndToEndSpreadFactor*spread/(1-spread))
 	m.Ratio = m.Error / m.Bound
 	return m, nil
+}
+
+// compareEndToEnd is compareRelL2 with the bound sized from a spread
+// estimate, whose source the measurement names.
+func compareEndToEnd(actual, expected *model.Tensor, e spreadEstimate) (Measurement, error) {
+	m, err := compareRelL2(actual, expected, e.Value)
+	if err != nil {
+		return m, err
+	}
+	m.SpreadSource = e.source()
+	if m.Uninformative != "" {
+		m.Uninformative += "; spread " + m.SpreadSource
+	}
+	return m, nil
+}
+
+// source says where a spread estimate came from, e.g. "measured 0.012 at
+// jittered run 3 (measurement reproduced on logits); the file's 3.7e-07".
+func (e spreadEstimate) source() string {
+	var s string
+	switch {
+	case e.Run == 0:
+		s = fmt.Sprintf("measured %.3g (no jittered run moved it)", e.Measured)
+	case e.Note != "":
+		s = fmt.Sprintf("measured %.3g at jittered run %d; %s", e.Measured, e.Run, e.Note)
+	default:
+		s = fmt.Sprintf("measured %.3g at jittered run %d (measurement reproduced on %s)", e.Measured, e.Run, e.Checked)
+	}
+	if e.File >= 0 {
+		s += fmt.Sprintf("; the file's %.3g", e.File)
+	}
+	return s
 }
 
 func relL2(diff2, ref2 float64) float64 {

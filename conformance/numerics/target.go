@@ -10,6 +10,10 @@ import "github.com/tritter-ai/conformance/model"
 // backward passes: TeacherForced, which runs both with every op fed the
 // golden values of its inputs (see model.TeacherForced). Spread
 // measurement calls Forward and Gradients with a Jitter seed.
+//
+// Each call returns tensors the caller owns: the harness keeps the results
+// of several calls side by side (the spread measurement compares a
+// repeated run with the first).
 type Implementation interface {
 	Forward(b model.Batch, opts model.ForwardOptions) (*model.Output, error)
 	Gradients(b model.Batch, opts model.GradOptions) (*model.GradResult, error)
