@@ -53,7 +53,7 @@ vet:
 # model tests run the same parallel code under -race), so they run once
 # more without it, with the tightness tests that -short skips
 # (tightness_test.go). The out-of-tree test builds a second module that
-# requires this one, under -trimpath (skipped by -short).
+# requires this one and runs it with the module's sources removed (skipped by -short).
 SELFTESTS := TestHarnessCatchesEveryBug|TestCorrectModelPassesEveryCheck|TestReorderingsPassEveryCheck|TestSoftmaxWithoutMaxShiftFailsOnLargeScores|TestOfflineModelPassesEveryCheck|TestBoundHeadroom|TestEndToEndBoundsFailJustAbove
 unit:
 	$(GO) test -race -short -count=1 -skip '$(SELFTESTS)' $(PACKAGES)
