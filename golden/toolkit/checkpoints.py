@@ -296,8 +296,8 @@ def bug_words(bug, tensor):
         "flipped-code": [tensor, "online quantization of the master gives"],
         "packing-order": [tensor, "codes differ from online quantization of the master"],
         "linear-class": ["weight_scale", "the other convention's weight_scale, so linear_class or the converter is wrong"],
-        "linear-class-absent": ["under bitlinear", "the other convention's weight_scale, so linear_class or the "
-                                "converter is wrong"],
+        "linear-class-absent": ["under bitlinear", "linear_class absent: HF's default, bitlinear",
+                                "the other convention's weight_scale, so linear_class or the converter is wrong"],
     }[bug]
 
 

@@ -34,6 +34,9 @@ const maxListed = 5
 type MasterReport struct {
 	PackedDir, MasterDir string
 	Convention           model.ScaleConvention // the packed checkpoint's linear_class
+	// ConventionSource says where Convention came from: "linear_class
+	// autobitlinear", or "linear_class absent: HF's default, bitlinear".
+	ConventionSource string
 	Tensors              int                   // tensors compared
 	// TieCodes counts ternary codes that differ from online quantization
 	// of the master only within CodeTieBand of the rounding threshold.
@@ -86,7 +89,10 @@ func CompareMaster(packedDir, masterDir string) (*MasterReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(packedDir, ConfigFile), err)
 	}
-	r := &MasterReport{PackedDir: packedDir, MasterDir: masterDir, Convention: conv}
+	r := &MasterReport{PackedDir: packedDir, MasterDir: masterDir, Convention: conv, ConventionSource: "linear_class " + cfg.LinearClass()}
+	if cfg.QuantizationConfig == nil || cfg.QuantizationConfig.LinearClass == "" {
+		r.ConventionSource = "linear_class absent: HF's default, " + cfg.LinearClass()
+	}
 	for _, d := range configDifferences(cfg, masterCfg) {
 		r.Problems = append(r.Problems, Problem{ConfigFile, "", d})
 	}
@@ -241,8 +247,8 @@ func (r *MasterReport) compareLinear(spec model.TensorSpec, packed, master *open
 		expected = float64(s)
 	}
 	if gotScale := float64(scale[0]); !(math.Abs(gotScale-expected) <= WeightScaleRtol*expected) {
-		msg := fmt.Sprintf("[0]: %g, expected %g under %s (mean|W| of the master = %g; relative error %.3g, bound %.3g)",
-			gotScale, expected, r.Convention, mean, math.Abs(gotScale-expected)/expected, WeightScaleRtol)
+		msg := fmt.Sprintf("[0]: %g, expected %g under %s (%s; mean|W| of the master = %g; relative error %.3g, bound %.3g)",
+			gotScale, expected, r.Convention, r.ConventionSource, mean, math.Abs(gotScale-expected)/expected, WeightScaleRtol)
 		if inverse := 1 / expected; math.Abs(gotScale-inverse) <= WeightScaleRtol*inverse {
 			msg += "; it is the inverse: the other convention's weight_scale, so linear_class or the converter is wrong"
 		}

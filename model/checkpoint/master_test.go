@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"bytes"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -286,4 +288,33 @@ func flipPositiveCode(t *testing.T, packed string, i int) {
 		*b &^= 3 << shift
 		*b |= (3 - code) << shift
 	})
+}
+
+// With linear_class left out, HF's default (bitlinear) applies, and a
+// weight_scale problem says so.
+func TestMasterNamesAnAbsentLinearClass(t *testing.T) {
+	packed, master := masterPair(t, "bitlinear")
+	path := filepath.Join(packed, ConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stated := []byte(`"linear_class": "bitlinear",`)
+	if !bytes.Contains(data, stated) {
+		t.Fatalf("%s does not state linear_class as %s:\n%s", path, stated, data)
+	}
+	if err := os.WriteFile(path, bytes.Replace(data, stated, nil, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := compareMaster(t, packed, master); len(r.Problems) != 0 || r.ConventionSource != "linear_class absent: HF's default, bitlinear" {
+		t.Fatalf("absent linear_class, correct scales: source %q, problems:\n%s", r.ConventionSource, problemsText(r))
+	}
+	editLinears(t, packed, isScale, func(t *tensorfile.Tensor) {
+		v := math.Float32frombits(uint32(t.Data[0]) | uint32(t.Data[1])<<8 | uint32(t.Data[2])<<16 | uint32(t.Data[3])<<24)
+		t.Data = tensorfile.Float32Bytes([]float32{1 / v})
+	})
+	text := problemsText(compareMaster(t, packed, master))
+	if !strings.Contains(text, "linear_class absent: HF's default, bitlinear") || !strings.Contains(text, "it is the inverse") {
+		t.Errorf("inverted scales under an absent linear_class, expected the default named:\n%s", text)
+	}
 }
