@@ -37,7 +37,7 @@ type MasterReport struct {
 	// ConventionSource says where Convention came from: "linear_class
 	// autobitlinear", or "linear_class absent: HF's default, bitlinear".
 	ConventionSource string
-	Tensors              int                   // tensors compared
+	Tensors          int // tensors compared
 	// TieCodes counts ternary codes that differ from online quantization
 	// of the master only within CodeTieBand of the rounding threshold.
 	TieCodes int
