@@ -3,6 +3,7 @@ package numerics
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/gonum/floats"
@@ -170,11 +171,11 @@ type spreadEstimate struct {
 // Before any bound is sized from it, the measurement is checked by a
 // second one (spreadCheck).
 func (r *caseRun) spread(name string) (spreadEstimate, error) {
-	measured, check := &r.forwardSpreads, &r.forwardCheck
+	measured, check, measure := &r.forwardSpreads, &r.forwardCheck, r.measureForwardSpread
 	if strings.HasPrefix(name, "grad.") {
-		measured, check = &r.gradSpreads, &r.gradCheck
+		measured, check, measure = &r.gradSpreads, &r.gradCheck, r.measureGradientSpread
 	}
-	set, err := measured.get(func() (*spreadSet, error) { return r.measureSpread(strings.HasPrefix(name, "grad.")) })
+	set, err := measured.get(measure)
 	if err != nil {
 		return spreadEstimate{}, fmt.Errorf("measuring the spread: %w", err)
 	}
@@ -219,33 +220,9 @@ func (s *spreadSet) note(name string, run uint64, alt, base *model.Tensor) {
 	}
 }
 
-// measureSpread runs the unjittered pass (the one the end-to-end checks
-// share) and SpreadRuns jittered ones: forward passes, or gradient passes
-// for the parameter gradients.
-func (r *caseRun) measureSpread(gradients bool) (*spreadSet, error) {
-	set := &spreadSet{gradients: gradients, of: map[string]spreadRun{}}
-	if gradients {
-		base, err := r.gradientsOn(model.ComputeFloat)
-		if err != nil {
-			return nil, err
-		}
-		for run := uint64(1); run <= SpreadRuns; run++ {
-			grads, err := runGradients(r.impl, r.c.Batch, model.ComputeFloat, run)
-			if err != nil {
-				return nil, err
-			}
-			for name, g := range grads.Grads {
-				set.note("grad."+name, run, g, base.Grads[name])
-			}
-		}
-		for name, s := range set.of {
-			if c := set.of[set.checked]; set.checked == "" || s.value > c.value || s.value == c.value && name < set.checked {
-				set.checked = name
-			}
-		}
-		set.base = base.Grads[strings.TrimPrefix(set.checked, "grad.")]
-		return set, nil
-	}
+// measureForwardSpread runs the unjittered forward pass (the one the
+// end-to-end checks share) and SpreadRuns jittered ones.
+func (r *caseRun) measureForwardSpread() (*spreadSet, error) {
 	base, err := r.forwardOn(model.ComputeFloat)
 	if err != nil {
 		return nil, err
@@ -254,7 +231,7 @@ func (r *caseRun) measureSpread(gradients bool) (*spreadSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	set.checked, set.base = "logits", base.Logits
+	set := &spreadSet{of: map[string]spreadRun{}, checked: "logits", base: base.Logits}
 	for run := uint64(1); run <= SpreadRuns; run++ {
 		out, err := runForward(r.impl, r.c.Batch, model.ComputeFloat, run)
 		if err != nil {
@@ -275,6 +252,32 @@ func (r *caseRun) measureSpread(gradients bool) (*spreadSet, error) {
 			set.of["loss"] = spreadRun{d, run, nil}
 		}
 	}
+	return set, nil
+}
+
+// measureGradientSpread runs the unjittered gradient pass and SpreadRuns
+// jittered ones.
+func (r *caseRun) measureGradientSpread() (*spreadSet, error) {
+	base, err := r.gradientsOn(model.ComputeFloat)
+	if err != nil {
+		return nil, err
+	}
+	set := &spreadSet{gradients: true, of: map[string]spreadRun{}}
+	for run := uint64(1); run <= SpreadRuns; run++ {
+		grads, err := runGradients(r.impl, r.c.Batch, model.ComputeFloat, run)
+		if err != nil {
+			return nil, err
+		}
+		for name, g := range grads.Grads {
+			set.note("grad."+name, run, g, base.Grads[name])
+		}
+	}
+	for name, s := range set.of {
+		if c := set.of[set.checked]; set.checked == "" || s.value > c.value || s.value == c.value && name < set.checked {
+			set.checked = name
+		}
+	}
+	set.base = base.Grads[strings.TrimPrefix(set.checked, "grad.")]
 	return set, nil
 }
 
@@ -319,38 +322,20 @@ func (r *caseRun) spreadCheck(set *spreadSet) (string, error) {
 	if again == nil || s.kept == nil || len(again.Data) != len(s.kept.Data) {
 		return "", fmt.Errorf("repeating jittered run %d of the spread measurement: no %s of shape %v", s.run, set.checked, set.base.Shape)
 	}
-	recomputed := distanceInOrder(again.Data, set.base.Data)
-	if !bitIdentical(again.Data, s.kept.Data) {
+	// compareRelL2 sums in order, apart from relativeL2's gonum norms
+	m, err := compareRelL2(again, set.base, 0)
+	if err != nil {
+		return "", fmt.Errorf("repeating jittered run %d of the spread measurement: %s: %w", s.run, set.checked, err)
+	}
+	recomputed := m.RelL2
+	sameBits := func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }
+	if !slices.EqualFunc(again.Data, s.kept.Data, sameBits) {
 		return fmt.Sprintf("nondeterministic implementation: jittered run %d of %s repeated lands at relL2 %.3g from the unjittered run, first %.3g; the spread is not reproduced", s.run, set.checked, recomputed, s.value), nil
 	}
 	if math.Abs(recomputed-s.value) > SpreadReproduction*math.Max(recomputed, s.value) {
 		return "", fmt.Errorf("the spread of %s does not match its runs: measured %.6g from jittered run %d, but that run repeated (bit for bit the same) is at relL2 %.6g from the unjittered run; every end-to-end bound of this case would be sized wrongly", set.checked, s.value, s.run, recomputed)
 	}
 	return "", nil
-}
-
-// distanceInOrder is ||a − b||₂ / ||b||₂ summed element by element in
-// float64: the spread check's own arithmetic, apart from relativeL2's.
-func distanceInOrder(a, b []float32) float64 {
-	var d2, n2 float64
-	for i := range b {
-		d := float64(a[i]) - float64(b[i])
-		d2 += d * d
-		n2 += float64(b[i]) * float64(b[i])
-	}
-	return relL2(d2, n2)
-}
-
-func bitIdentical(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // relativeL2 is ||a − b||₂ / ||b||₂ (gonum's norms in float64).

@@ -67,7 +67,11 @@ func TestSpreadCheckCatchesAnInflatedSpread(t *testing.T) {
 	}{{"logits", 100}, {"logits", 1 + 1e-6}, {"", 100}} {
 		r := newTestRun(t, c, ModelTarget)
 		gradients := tc.tensor == ""
-		set, err := r.measureSpread(gradients)
+		measure := r.measureForwardSpread
+		if gradients {
+			measure = r.measureGradientSpread
+		}
+		set, err := measure()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -374,15 +374,7 @@ func TestHostileInput(t *testing.T) {
 // TestRandomTensorData: a file whose tensor bytes are random (codes 3, NaN
 // and negative scales, garbage norms) is reported, never a panic.
 func TestRandomTensorData(t *testing.T) {
-	dir := checkpointDir(t, testConfig(false, "autobitlinear"), checkpoint.Online, 17)
-	ref, err := LoadReference(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "model.gguf")
-	if err := gguf.WriteBitNet(path, ref.Config, SourceOf(ref.Model), gguf.BitNetOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	_, dir, path := convertedFile(t, testConfig(false, "autobitlinear"), 17)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -418,7 +410,15 @@ func TestRandomTensorData(t *testing.T) {
 // checkpoint's folder and the GGUF's path.
 func faithfulFile(t *testing.T, seed uint64) (*Reference, string, string) {
 	t.Helper()
-	dir := checkpointDir(t, testConfig(true, "autobitlinear"), checkpoint.Online, seed)
+	return convertedFile(t, testConfig(true, "autobitlinear"), seed)
+}
+
+// convertedFile writes an online checkpoint of cfg from seed, converts it
+// with WriteBitNet, and returns its reference, the checkpoint's folder and
+// the GGUF's path.
+func convertedFile(t *testing.T, cfg model.Config, seed uint64) (*Reference, string, string) {
+	t.Helper()
+	dir := checkpointDir(t, cfg, checkpoint.Online, seed)
 	ref, err := LoadReference(dir)
 	if err != nil {
 		t.Fatal(err)

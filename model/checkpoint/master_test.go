@@ -75,6 +75,12 @@ func editLinears(t *testing.T, dir string, match func(name string) bool, change 
 	}
 }
 
+// invertScale replaces an F32 weight_scale by its inverse.
+func invertScale(t *tensorfile.Tensor) {
+	v := math.Float32frombits(uint32(t.Data[0]) | uint32(t.Data[1])<<8 | uint32(t.Data[2])<<16 | uint32(t.Data[3])<<24)
+	t.Data = tensorfile.Float32Bytes([]float32{1 / v})
+}
+
 func isScale(name string) bool { return strings.HasSuffix(name, ".weight_scale") }
 
 func problemsText(r *MasterReport) string {
@@ -120,10 +126,7 @@ func TestMasterPairWithBF16Scales(t *testing.T) {
 
 func TestMasterInvertedScales(t *testing.T) {
 	packed, master := masterPair(t, "autobitlinear")
-	editLinears(t, packed, isScale, func(t *tensorfile.Tensor) {
-		v := math.Float32frombits(uint32(t.Data[0]) | uint32(t.Data[1])<<8 | uint32(t.Data[2])<<16 | uint32(t.Data[3])<<24)
-		t.Data = tensorfile.Float32Bytes([]float32{1 / v})
-	})
+	editLinears(t, packed, isScale, invertScale)
 	r := compareMaster(t, packed, master)
 	text := problemsText(r)
 	if len(r.Problems) != 3*7 || !strings.Contains(text, qProj1+"_scale: [0]: ") || !strings.Contains(text, "it is the inverse") {
@@ -309,10 +312,7 @@ func TestMasterNamesAnAbsentLinearClass(t *testing.T) {
 	if r := compareMaster(t, packed, master); len(r.Problems) != 0 || r.ConventionSource != "linear_class absent: HF's default, bitlinear" {
 		t.Fatalf("absent linear_class, correct scales: source %q, problems:\n%s", r.ConventionSource, problemsText(r))
 	}
-	editLinears(t, packed, isScale, func(t *tensorfile.Tensor) {
-		v := math.Float32frombits(uint32(t.Data[0]) | uint32(t.Data[1])<<8 | uint32(t.Data[2])<<16 | uint32(t.Data[3])<<24)
-		t.Data = tensorfile.Float32Bytes([]float32{1 / v})
-	})
+	editLinears(t, packed, isScale, invertScale)
 	text := problemsText(compareMaster(t, packed, master))
 	if !strings.Contains(text, "linear_class absent: HF's default, bitlinear") || !strings.Contains(text, "it is the inverse") {
 		t.Errorf("inverted scales under an absent linear_class, expected the default named:\n%s", text)
