@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -44,19 +45,44 @@ func main() {
 	seqLen := flag.Int("seq", 128, "sequence length T")
 	phases := flag.String("phases", "instantiate,forward,gradient", "comma-separated phases to run after instantiate: forward, forward-suite, gradient")
 	writeSynthetic := flag.String("write-synthetic", "", "online or offline: write a synthetic checkpoint of -config to -model-dir and exit")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	opts := conformance.BindFlags(flag.CommandLine)
 	flag.Parse()
 	*opts = opts.WithEnv()
+	stopProfile := func() {}
 	var err error
+	if *cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
+			fmt.Fprintln(os.Stderr, "fullscale:", err)
+			os.Exit(1)
+		}
+	}
 	if *writeSynthetic != "" {
 		err = writeCheckpoint(*preset, *configDir, opts.ModelDir, *writeSynthetic)
 	} else {
 		err = run(*preset, *configDir, opts.ModelDir, *batch, *seqLen, *phases, opts.MemoryMode)
 	}
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fullscale:", err)
 		os.Exit(1)
 	}
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %v", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func presetConfig(name, configDir string) (model.Config, error) {
