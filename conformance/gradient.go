@@ -13,6 +13,7 @@ import (
 
 	"github.com/tritter-ai/conformance/conformance/memory"
 	"github.com/tritter-ai/conformance/conformance/numerics"
+	"github.com/tritter-ai/conformance/internal/ops"
 	"github.com/tritter-ai/conformance/internal/units"
 	"github.com/tritter-ai/conformance/kernels"
 	"github.com/tritter-ai/conformance/model"
@@ -28,23 +29,55 @@ type GradStats struct {
 	MaxAbs    float64
 }
 
-// Accumulate folds one gradient tensor into statistics.
+// Accumulate folds one gradient tensor into statistics. Blocks of
+// accumulateBlock elements are summarised on GOMAXPROCS goroutines and
+// combined in block order, so the statistics, L2 to the last bit
+// included, do not depend on the thread count.
 func Accumulate(grad []float32) GradStats {
+	blocks := make([]GradStats, (len(grad)+accumulateBlock-1)/accumulateBlock)
+	ops.ParallelFor(len(blocks), accumulateBlock, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			blocks[b] = accumulateBlockStats(grad[b*accumulateBlock : min((b+1)*accumulateBlock, len(grad))])
+		}
+	})
 	s := GradStats{Elements: len(grad)}
 	var sum2 float64
-	for _, g := range grad {
+	for _, b := range blocks {
+		s.NonFinite += b.NonFinite
+		s.Zero += b.Zero
+		sum2 += b.L2 // a block's sum of squares until here
+		s.MaxAbs = max(s.MaxAbs, b.MaxAbs)
+	}
+	s.L2 = math.Sqrt(sum2)
+	return s
+}
+
+// accumulateBlock is the number of gradient elements one block of
+// Accumulate summarises.
+const accumulateBlock = 1 << 16
+
+// accumulateBlockStats summarises one block; its L2 field holds the sum of
+// squares of the finite values, not yet its square root. Four partial sums
+// break the chain of dependent additions.
+func accumulateBlockStats(grad []float32) GradStats {
+	s := GradStats{Elements: len(grad)}
+	var sums [4]float64
+	for i, g := range grad {
 		v := float64(g)
-		if math.IsNaN(v) || math.IsInf(v, 0) {
+		a := math.Abs(v)
+		if !(a <= math.MaxFloat64) { // NaN or ±Inf
 			s.NonFinite++
 			continue
 		}
 		if g == 0 {
 			s.Zero++
 		}
-		sum2 += v * v
-		s.MaxAbs = max(s.MaxAbs, math.Abs(v))
+		sums[i&3] += v * v
+		if a > s.MaxAbs {
+			s.MaxAbs = a
+		}
 	}
-	s.L2 = math.Sqrt(sum2)
+	s.L2 = (sums[0] + sums[1]) + (sums[2] + sums[3])
 	return s
 }
 

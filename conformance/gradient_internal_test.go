@@ -3,6 +3,7 @@ package conformance
 import (
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -67,6 +68,68 @@ func TestOfflineLatentQuantizesToItsCodes(t *testing.T) {
 		}
 		if linears == 0 {
 			t.Fatalf("%s: the offline checkpoint has no offline linear", linearClass)
+		}
+	}
+}
+
+// Accumulate counts NaN, ±Inf and zeros wherever they fall, and its L2 and
+// max |g| match a plain float64 pass; the statistics are bit-identical under
+// GOMAXPROCS 1 and 2.
+func TestAccumulate(t *testing.T) {
+	for _, n := range []int{0, 1, 5, accumulateBlock - 1, accumulateBlock, 3*accumulateBlock + 17} {
+		grad := make([]float32, n)
+		for i := range grad {
+			grad[i] = float32(math.Sin(float64(i)*0.37) * float64(1+i%7))
+		}
+		want := GradStats{Elements: n}
+		special := map[int]float32{}
+		for _, i := range []int{0, n / 3, n - 1, accumulateBlock, 2*accumulateBlock + 1} {
+			if i >= 0 && i < n {
+				special[i] = 0
+			}
+		}
+		for k, i := range []int{n / 2, n - 2, accumulateBlock + 3} {
+			if i >= 0 && i < n {
+				special[i] = [...]float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[k]
+			}
+		}
+		if n > 10 {
+			special[n/5] = -1e30 // the largest magnitude, negative
+		}
+		for i, v := range special {
+			grad[i] = v
+		}
+		var sum2 float64
+		for _, g := range grad {
+			v := float64(g)
+			switch {
+			case math.IsNaN(v) || math.IsInf(v, 0):
+				want.NonFinite++
+				continue
+			case g == 0:
+				want.Zero++
+			}
+			sum2 += v * v
+			want.MaxAbs = max(want.MaxAbs, math.Abs(v))
+		}
+		want.L2 = math.Sqrt(sum2)
+
+		procs := runtime.GOMAXPROCS(1)
+		one := Accumulate(grad)
+		runtime.GOMAXPROCS(max(procs, 2))
+		two := Accumulate(grad)
+		runtime.GOMAXPROCS(procs)
+		if one != two {
+			t.Errorf("n=%d: GOMAXPROCS 1 gives %+v, 2 gives %+v", n, one, two)
+		}
+		got := two
+		l2 := got.L2
+		got.L2, want.L2 = 0, 0
+		if got != want {
+			t.Errorf("n=%d: got %+v, want %+v", n, got, want)
+		}
+		if wantL2 := math.Sqrt(sum2); math.Abs(l2-wantL2) > 1e-12*wantL2 {
+			t.Errorf("n=%d: L2 %v, want %v", n, l2, wantL2)
 		}
 	}
 }
