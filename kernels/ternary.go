@@ -28,14 +28,30 @@ type Ternary struct {
 	packed     []uint8 // [ceil(Rows/4)*4][blocks*64] codes, see blockCols
 }
 
+// newTernary returns a Ternary [rows, cols] of zero weights.
 func newTernary(rows, cols int) *Ternary {
-	t := &Ternary{Rows: rows, Cols: cols, blocks: (cols + blockCols - 1) / blockCols}
-	paddedRows := (rows + rowGroup - 1) / rowGroup * rowGroup
-	t.packed = make([]uint8, paddedRows*t.rowBytes())
+	t := allocTernary(rows, cols)
 	for i := range t.packed {
 		t.packed[i] = zeroCode
 	}
 	return t
+}
+
+// allocTernary returns a Ternary [rows, cols] whose packed bytes are yet to
+// be written: the caller writes every byte of rows 0 … rows-1 and then
+// calls padRows.
+func allocTernary(rows, cols int) *Ternary {
+	t := &Ternary{Rows: rows, Cols: cols, blocks: (cols + blockCols - 1) / blockCols}
+	paddedRows := (rows + rowGroup - 1) / rowGroup * rowGroup
+	t.packed = make([]uint8, paddedRows*t.rowBytes())
+	return t
+}
+
+// padRows writes weight 0 into the rows past Rows, up to a whole rowGroup.
+func (t *Ternary) padRows() {
+	for i := t.Rows * t.rowBytes(); i < len(t.packed); i++ {
+		t.packed[i] = zeroCode
+	}
 }
 
 // rowBytes is the stride of one packed row.
@@ -81,7 +97,7 @@ func PackTernary(w []int8, rows, cols int) (*Ternary, error) {
 	if len(w) != rows*cols {
 		return nil, fmt.Errorf("kernels: PackTernary: len(w) = %d, want rows*cols = %d*%d = %d", len(w), rows, cols, rows*cols)
 	}
-	t := newTernary(rows, cols)
+	t := allocTernary(rows, cols)
 	workers := min(runtime.GOMAXPROCS(0), max(rows/64, 1))
 	bad := make([]int, workers) // first bad flat index per worker, or -1
 	var wg sync.WaitGroup
@@ -105,12 +121,14 @@ func PackTernary(w []int8, rows, cols int) (*Ternary, error) {
 			return nil, fmt.Errorf("kernels: PackTernary: w[%d] (row %d, col %d) = %d, want -1, 0 or 1", i, i/cols, i%cols, w[i])
 		}
 	}
+	t.padRows()
 	return t, nil
 }
 
-// packRow packs one row of weights into row r, a whole block of four
-// 64-column planes at a time. It returns the column of the first value
-// outside {-1, 0, 1}, or -1.
+// packRow packs one row of weights into row r, every byte of it, a whole
+// block of four 64-column planes at a time; the last partial block is
+// packed from a copy padded with zeros. It returns the column of the first
+// value outside {-1, 0, 1}, or -1.
 func (t *Ternary) packRow(r int, row []int8) int {
 	for c, v := range row {
 		if uint8(v+1) > 2 {
@@ -120,16 +138,22 @@ func (t *Ternary) packRow(r int, row []int8) int {
 	dst := t.packed[r*t.rowBytes() : (r+1)*t.rowBytes()]
 	full := len(row) / blockCols
 	for b := range full {
-		src := row[b*blockCols : (b+1)*blockCols]
-		out := dst[b*blockBytes : (b+1)*blockBytes]
-		for j := range laneCols {
-			out[j] = uint8(src[j]+1) | uint8(src[laneCols+j]+1)<<2 | uint8(src[2*laneCols+j]+1)<<4 | uint8(src[3*laneCols+j]+1)<<6
-		}
+		packBlock(dst[b*blockBytes:(b+1)*blockBytes], row[b*blockCols:(b+1)*blockCols])
 	}
-	for c := full * blockCols; c < len(row); c++ {
-		t.setWeight(r, c, row[c])
+	if full < t.blocks {
+		var tail [blockCols]int8
+		copy(tail[:], row[full*blockCols:])
+		packBlock(dst[full*blockBytes:], tail[:])
 	}
 	return -1
+}
+
+// packBlock packs the 256 weights of src into the 64 bytes of a block.
+func packBlock(out []uint8, src []int8) {
+	out, src = out[:blockBytes], src[:blockCols]
+	for j := range laneCols {
+		out[j] = uint8(src[j]+1) | uint8(src[laneCols+j]+1)<<2 | uint8(src[2*laneCols+j]+1)<<4 | uint8(src[3*laneCols+j]+1)<<6
+	}
 }
 
 // Unpack returns the weights [Rows, Cols], row-major.
