@@ -45,33 +45,19 @@ func quantizeWeight(w []float32, out, in int, tern []int8) (*ternaryWeight, erro
 	return &ternaryWeight{t: t, scale: s, latentF32: w}, nil
 }
 
-// quantizeBF16 is quantizeWeight for a bf16 weight [out,in]. bf16 has only
-// 65536 values, so the mean |W| comes from a histogram (exact counts, then a
-// float64 sum in a fixed order) and ternarisation is a table lookup; the
-// result equals quantizeWeight on the same values converted to float32
-// except that the float64 sum may round differently in its last bits. Both
-// passes run on GOMAXPROCS threads; the counts are exact, so the result
-// does not depend on the thread count.
-func quantizeBF16(w []uint16, out, in int, tern []int8) (*ternaryWeight, error) {
+// quantizeBF16 is quantizeWeight for a bf16 weight [out,in]; tern is not
+// used. bf16 has only 65536 values, so the mean |W| comes from a histogram
+// (exact counts, then a float64 sum in a fixed order), and
+// kernels.PackTernaryBF16 ternarises and packs straight from the bf16 bit
+// patterns; the result equals quantizeWeight on the same values converted
+// to float32 except that the float64 sum may round differently in its last
+// bits. Both passes run on GOMAXPROCS threads; the counts are exact, so the
+// result does not depend on the thread count.
+func quantizeBF16(w []uint16, out, in int, _ []int8) (*ternaryWeight, error) {
 	sum := bf16AbsSum(w)
 	mean := float32(sum / float64(len(w)))
 	s := float32(1) / max(mean, 1e-5)
-	var table [1 << 16]int8
-	kernels.Ternarize(table[:], bf16Values[:], s)
-	tern = scratch(tern, len(w))
-	ops.ParallelFor(len(w), 1, func(lo, hi int) {
-		src, dst := w[lo:hi], tern[lo:hi]
-		n := len(src) &^ 7
-		for i := 0; i < n; i += 8 {
-			src, dst := src[i:i+8:i+8], dst[i:i+8:i+8]
-			dst[0], dst[1], dst[2], dst[3] = table[src[0]], table[src[1]], table[src[2]], table[src[3]]
-			dst[4], dst[5], dst[6], dst[7] = table[src[4]], table[src[5]], table[src[6]], table[src[7]]
-		}
-		for i := n; i < len(src); i++ {
-			dst[i] = table[src[i]]
-		}
-	})
-	t, err := kernels.PackTernary(tern, out, in)
+	t, err := kernels.PackTernaryBF16(w, out, in, s)
 	if err != nil {
 		return nil, err
 	}
