@@ -1,6 +1,11 @@
 package kernels_test
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -71,6 +76,66 @@ var _ = Describe("Packed layouts", Label("suite:kernels", conformance.LabelCostM
 		_, err = kernels.PackTernary(w, 3, 4)
 		Expect(err).To(MatchError(ContainSubstring("w[9] (row 2, col 1) = -128")))
 	})
+})
+
+// bf16Case is a bf16 weight matrix [rows, cols] to ternarise at scale.
+type bf16Case struct {
+	name       string
+	rows, cols int
+	w          []uint16
+	scale      float32
+}
+
+func bf16Entries() []TableEntry {
+	every := make([]uint16, 1<<16) // every bf16 pattern: ±0, denormals, ±Inf, NaNs
+	for b := range every {
+		every[b] = uint16(b)
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	normal := make([]uint16, 36*700)
+	for i := range normal {
+		normal[i] = uint16(math.Float32bits(float32(rng.NormFloat64()*0.02)) >> 16)
+	}
+	cases := []bf16Case{
+		{name: "every pattern, scale 1/(0.8·0.02)", rows: 256, cols: 256, w: every, scale: 1 / (0.8 * 0.02)},
+		{name: "every pattern, scale 64 (2^-7·64 = 0.5 ties to 0)", rows: 256, cols: 256, w: every, scale: 64},
+		{name: "every pattern, scale -3", rows: 256, cols: 256, w: every, scale: -3},
+		{name: "every pattern, scale 0", rows: 256, cols: 256, w: every, scale: 0},
+		{name: "every pattern, scale NaN", rows: 256, cols: 256, w: every, scale: float32(math.NaN())},
+		{name: "normal weights, partial block", rows: 36, cols: 700, w: normal, scale: 1 / (0.8 * 0.02)},
+	}
+	var entries []TableEntry
+	for _, p := range kernels.SupportedPaths() {
+		for _, c := range cases {
+			entries = append(entries, Entry(fmt.Sprintf("path %s, %s [%d, %d]", p, c.name, c.rows, c.cols), p, c))
+		}
+	}
+	return entries
+}
+
+var _ = Describe("Packing bf16 weights", Label("suite:kernels", conformance.LabelCostModel), func() {
+	DescribeTable("gives the codes of Ternarize, packed as PackTernary packs them",
+		func(p kernels.Path, c bf16Case) {
+			values := make([]float32, len(c.w))
+			for i, b := range c.w {
+				values[i] = math.Float32frombits(uint32(b) << 16)
+			}
+			tern := make([]int8, len(c.w))
+			kernels.Ternarize(tern, values, c.scale)
+			t, err := kernels.PackTernaryBF16Path(p, c.w, c.rows, c.cols, c.scale)
+			Expect(err).NotTo(HaveOccurred())
+			got := t.Unpack()
+			if !slices.Equal(got, tern) {
+				i := 0
+				for got[i] == tern[i] {
+					i++
+				}
+				Fail(fmt.Sprintf("path %s, %s: weight %d (pattern %#04x) is %d, Ternarize gives %d", p, c.name, i, c.w[i], got[i], tern[i]))
+			}
+			Expect(t.HFPacked()).To(Equal(hfPack(tern, c.rows, c.cols)), "path %s, %s: HFPacked", p, c.name)
+		},
+		bf16Entries(),
+	)
 })
 
 var _ = Describe("Path selection", Label("suite:kernels", conformance.LabelCostModel), func() {
