@@ -70,14 +70,27 @@ func (t *Ternary) weight(r, c int) int8 {
 }
 
 // decodeRow writes row r into dst [Cols]; it is weight(r, c) for every c,
-// a packed byte at a time.
+// a whole block of four 64-column planes at a time (packBlock undone), then
+// the columns of the last partial block one by one.
 func (t *Ternary) decodeRow(r int, dst []int8) {
 	packedRow := t.packed[r*t.rowBytes() : (r+1)*t.rowBytes()]
-	for i, b := range packedRow {
-		base := i/blockBytes*blockCols + i%blockBytes
-		for k := 0; k < 4 && base+k*laneCols < len(dst); k++ {
-			dst[base+k*laneCols] = int8(b>>(2*k)&3) - 1
-		}
+	full := len(dst) / blockCols
+	for b := range full {
+		decodeBlock(dst[b*blockCols:(b+1)*blockCols], packedRow[b*blockBytes:(b+1)*blockBytes])
+	}
+	for c := full * blockCols; c < len(dst); c++ {
+		dst[c] = t.weight(r, c)
+	}
+}
+
+// decodeBlock writes the 256 weights of one packed block to out.
+func decodeBlock(out []int8, src []uint8) {
+	out, src = out[:blockCols], src[:blockBytes]
+	for j, b := range src {
+		out[j] = int8(b&3) - 1
+		out[laneCols+j] = int8(b>>2&3) - 1
+		out[2*laneCols+j] = int8(b>>4&3) - 1
+		out[3*laneCols+j] = int8(b>>6) - 1
 	}
 }
 
