@@ -1,11 +1,14 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tritter-ai/conformance/kernels"
 )
 
 // Random initialisation. The contract:
@@ -30,10 +33,15 @@ import (
 //   - Streams: each chunk of initChunk elements of each tensor has its own
 //     streams, seeded from (seed, the tensor's position in the inventory,
 //     chunk index), so chunks are filled in any order on any number of
-//     threads. The weights depend on the seed alone, never on GOMAXPROCS,
-//     and a streamed model regenerates any layer with the values the
-//     resident model stores. They are not those of older versions of this
-//     package (which used a ziggurat for bf16 as for f32).
+//     threads. The draw of element i of a chunk is the SplitMix64 output
+//     i of the chunk's key (kernels.AliasStream), a pure function of (key,
+//     i) that the SIMD path computes 8 lanes at a time; every kernel path
+//     gives the same bits. The weights depend on the seed alone, never on
+//     GOMAXPROCS or the kernel path, and a streamed model regenerates any
+//     layer with the values the resident model stores. They are not those
+//     of older versions of this package: until issue 22's faster weight
+//     making each chunk drew from one sequential wyrand stream, and
+//     earlier still bf16 used a ziggurat as f32 does.
 
 // initChunk is the number of elements drawn from one random stream.
 const initChunk = 1 << 18
@@ -108,25 +116,27 @@ func initTensors(params []*Param, streams []int, seed uint64, std float64) {
 const refineSalt = 0x6a09e667f3bcc908
 
 // bf16Normal draws σZ rounded to bf16 with the alias method (Walker 1977,
-// in the form of Vose 1991): one 64-bit wyrand draw per weight, whose top
-// 13 bits pick a slot, bit 50 the sign, and whose low 50 bits are compared
-// with the slot's threshold to choose between the slot's own magnitude and
-// its alias. Slot i owns magnitude i; integer weights make the probability
-// of each magnitude exactly its table weight over 2^63.
+// in the form of Vose 1991), drawn by kernels.FillAlias: one 64-bit draw per
+// weight, whose top 13 bits pick a slot, bit 50 the sign, and whose low 50
+// bits are compared with the slot's threshold to choose between the slot's
+// own magnitude and its alias. Slot i owns magnitude i; integer weights
+// make the probability of each magnitude exactly its table weight over
+// 2^63.
 type bf16Normal struct {
 	std float64
-	// entry[i] = threshold<<aliasBits | alias: the slot keeps magnitude
-	// i when the draw's low 50 bits are below threshold (at most 2^50).
-	entry [aliasSlots]uint64
+	// alias holds, for slot i, threshold<<aliasBits | alias (the slot
+	// keeps magnitude i when the draw's low 50 bits are below threshold,
+	// at most 2^50) and magnitude i.
+	alias *kernels.AliasTable
 	mag   [aliasSlots]uint16  // bf16 bit patterns, ascending; mag[0] = 0
 	lo    [aliasSlots]float64 // each magnitude's rounding interval [lo, hi)
 	hi    [aliasSlots]float64
 }
 
 const (
-	aliasBits     = 13
-	aliasSlots    = 1 << aliasBits
-	aliasUnitBits = 50 // bits of the threshold compare: each slot holds 2^50 units
+	aliasBits     = kernels.AliasBits
+	aliasSlots    = kernels.AliasSlots
+	aliasUnitBits = kernels.AliasUnitBits // bits of the threshold compare: each slot holds 2^50 units
 	aliasTotal    = aliasSlots << aliasUnitBits
 )
 
@@ -213,13 +223,14 @@ func newBF16Normal(std float64) *bf16Normal {
 	return t
 }
 
-// buildAlias fills entry from integer weights summing to aliasTotal: each
-// slot holds 2^aliasUnitBits units, its own magnitude's first and the
-// rest lent to a magnitude of more than a slot's worth (Vose's method, in
-// exact integers).
+// buildAlias makes t.alias from t.mag and integer weights summing to
+// aliasTotal: each slot holds 2^aliasUnitBits units, its own magnitude's
+// first and the rest lent to a magnitude of more than a slot's worth
+// (Vose's method, in exact integers).
 func (t *bf16Normal) buildAlias(weights *[aliasSlots]uint64) {
 	const slot = uint64(1) << aliasUnitBits
 	w := *weights
+	var entry [aliasSlots]uint64
 	var small, large []int
 	for i, x := range w {
 		if x < slot {
@@ -228,71 +239,70 @@ func (t *bf16Normal) buildAlias(weights *[aliasSlots]uint64) {
 			large = append(large, i)
 		}
 	}
-	for i := range t.entry {
-		t.entry[i] = slot<<aliasBits | uint64(i) // full slots keep their magnitude
+	for i := range entry {
+		entry[i] = slot<<aliasBits | uint64(i) // full slots keep their magnitude
 	}
 	for len(small) > 0 && len(large) > 0 {
 		s := small[len(small)-1]
 		small = small[:len(small)-1]
 		l := large[len(large)-1]
-		t.entry[s] = w[s]<<aliasBits | uint64(l)
+		entry[s] = w[s]<<aliasBits | uint64(l)
 		w[l] -= slot - w[s]
 		if w[l] < slot {
 			large = large[:len(large)-1]
 			small = append(small, l)
 		}
 	}
-}
-
-// draw maps one 64-bit draw to a slot of the table: the index of its
-// magnitude, and its sign bit.
-func (t *bf16Normal) draw(z uint64) (j uint64, sign uint16) {
-	i := z >> (64 - aliasBits)
-	e := t.entry[i]
-	// keep is all ones when the low bits are below the threshold: a
-	// branch here would be mispredicted on a large share of the draws
-	keep := uint64(int64(z&(1<<aliasUnitBits-1)-e>>aliasBits) >> 63)
-	j = i&keep | e&^keep
-	return j & (aliasSlots - 1), uint16(z>>aliasUnitBits&1) << 15
-}
-
-// fill writes bf16 weights to dst from the wyrand stream at state.
-func (t *bf16Normal) fill(dst []uint16, state uint64) {
-	for i := range dst {
-		state += wyP0
-		j, sign := t.draw(wymix(state))
-		dst[i] = t.mag[j] | sign
+	alias, err := kernels.NewAliasTable(&entry, &t.mag)
+	if err != nil {
+		panic(fmt.Sprintf("model: bf16 normal table for std %g: %v", t.std, err)) // thresholds ≤ slot, magnitudes positive
 	}
+	t.alias = alias
 }
+
+// fill writes bf16 weights to dst: elements 0 … len(dst)-1 of the stream
+// keyed by key.
+func (t *bf16Normal) fill(dst []uint16, key uint64) {
+	kernels.FillAlias(dst, t.alias, key, 0)
+}
+
+// f32Block is the number of weights fillF32 draws as bf16 at a time.
+const f32Block = 1024
 
 // fillF32 writes float32 weights to dst: the bf16 values fill would draw
-// from state, each refined inside its rounding interval with draws from
+// from key, each refined inside its rounding interval with draws from
 // refine.
-func (t *bf16Normal) fillF32(dst []float32, state uint64, refine *normalSource) {
+func (t *bf16Normal) fillF32(dst []float32, key uint64, refine *normalSource) {
 	inv := 1 / (2 * t.std * t.std)
-	for i := range dst {
-		state += wyP0
-		j, sign := t.draw(wymix(state))
-		if j == 0 {
-			dst[i] = math.Float32frombits(uint32(sign) << 16) // ±0, as in bf16
-			continue
-		}
-		lo, hi := t.lo[j], t.hi[j]
-		for {
-			// uniform in [lo, hi), kept with probability f(x)/f(lo)
-			x := lo + (hi-lo)*refine.uniform()
-			if refine.uniform() >= math.Exp((lo*lo-x*x)*inv) {
+	var codes [f32Block]uint16
+	for start := 0; start < len(dst); start += f32Block {
+		block := dst[start:min(start+f32Block, len(dst))]
+		kernels.FillAlias(codes[:len(block)], t.alias, key, uint64(start))
+		for i, c := range codes[:len(block)] {
+			m, negative := c&0x7fff, c>>15 != 0
+			if m == 0 {
+				block[i] = math.Float32frombits(uint32(c) << 16) // ±0, as in bf16
 				continue
 			}
-			f := float32(x)
-			if bf16Round(f) != t.mag[j] {
-				continue // rounded onto an end of the interval
+			// the table's magnitudes are consecutive from mag[1]
+			j := int(m-t.mag[1]) + 1
+			lo, hi := t.lo[j], t.hi[j]
+			for {
+				// uniform in [lo, hi), kept with probability f(x)/f(lo)
+				x := lo + (hi-lo)*refine.uniform()
+				if refine.uniform() >= math.Exp((lo*lo-x*x)*inv) {
+					continue
+				}
+				f := float32(x)
+				if bf16Round(f) != m {
+					continue // rounded onto an end of the interval
+				}
+				if negative {
+					f = -f
+				}
+				block[i] = f
+				break
 			}
-			if sign != 0 {
-				f = -f
-			}
-			dst[i] = f
-			break
 		}
 	}
 }
@@ -305,8 +315,8 @@ func (t *bf16Normal) fillF32(dst []float32, state uint64, refine *normalSource) 
 // uniform position inside the layer (bits 9-63), so layer, sign and value
 // are independent, unlike the classic 32-bit rnor that reuses the layer bits
 // in the value. About 98.5% of draws are accepted at once with one table
-// compare and one multiply; the rest go to slowNormal. Its streams are
-// also the wyrand streams of bf16Normal, which seeds them the same way.
+// compare and one multiply; the rest go to slowNormal. Its seeding also
+// gives the keys of bf16Normal's streams (the state after seeding).
 type normalSource struct {
 	state uint64
 }

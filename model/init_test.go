@@ -1,9 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"testing"
+
+	"github.com/tritter-ai/conformance/kernels"
 )
 
 func TestNormalSourceMoments(t *testing.T) {
@@ -58,7 +61,8 @@ func TestBF16NormalTable(t *testing.T) {
 		tab := newBF16Normal(std)
 		const slot = uint64(1) << aliasUnitBits
 		var got [aliasSlots]uint64
-		for i, e := range tab.entry {
+		for i := range aliasSlots {
+			e := tab.alias.Entry(i)
 			thr, alias := e>>aliasBits, int(e&(aliasSlots-1))
 			if thr > slot {
 				t.Fatalf("std %g: slot %d threshold %d above %d", std, i, thr, slot)
@@ -139,6 +143,121 @@ func TestBF16NormalMoments(t *testing.T) {
 	}
 	if math.Abs(float64(pos)/n-0.5) > 5*0.5/math.Sqrt(n) {
 		t.Errorf("%d of %d draws positive", pos, n)
+	}
+}
+
+// bf16 draws of 16 chunk streams fall into 64 signed bins of magnitudes
+// with the table's exact probabilities: chi-square over 128 cells, bounded
+// at p ≈ 1e-7.
+func TestBF16NormalChiSquare(t *testing.T) {
+	for _, std := range []float64{0.02, 1} {
+		tab := bf16NormalFor(std)
+		// each magnitude's probability, from the table's integer weights
+		var units [aliasSlots]float64
+		for i := range aliasSlots {
+			e := tab.alias.Entry(i)
+			thr, alias := e>>aliasBits, int(e&(aliasSlots-1))
+			units[i] += float64(thr)
+			units[alias] += float64(uint64(1)<<aliasUnitBits - thr)
+		}
+		// bins of consecutive magnitudes, about 1/64 of the mass each
+		const bins = 64
+		binOf := make(map[uint16]int, aliasSlots)
+		var binP [bins]float64
+		acc, b := 0.0, 0
+		for i := range aliasSlots {
+			if i > 0 && tab.mag[i] == 0 {
+				break
+			}
+			p := units[i] / (1 << 63)
+			if acc+p/2 > float64(b+1)/bins && b < bins-1 {
+				b++
+			}
+			acc += p
+			binOf[tab.mag[i]] = b
+			binP[b] += p
+		}
+		const chunks, n = 16, 1 << 18
+		var counts [2 * bins]float64
+		codes := make([]uint16, n)
+		for c := range uint64(chunks) {
+			tab.fill(codes, newNormalSource(7, 1, c).state)
+			for _, code := range codes {
+				k, ok := binOf[code&0x7fff]
+				if !ok {
+					t.Fatalf("std %g: drew %#04x, not in the table", std, code)
+				}
+				counts[k+bins*int(code>>15)]++
+			}
+		}
+		chi := 0.0
+		for k, got := range counts {
+			e := binP[k%bins] / 2 * chunks * n
+			chi += (got - e) * (got - e) / e
+		}
+		dof := float64(2*bins - 1)
+		t.Logf("std %g: chi-square %.1f over %d cells", std, chi, 2*bins)
+		if chi > dof+5.3*math.Sqrt(2*dof) {
+			t.Errorf("std %g: chi-square %.1f over %d cells, want about %v", std, chi, 2*bins, dof)
+		}
+	}
+}
+
+// Initialisation gives the same bits on every kernel path: the SIMD alias
+// fill and the pure-Go one draw the same weights, in bf16 and in f32, with
+// tensors of several chunks and lengths that are not multiples of 8.
+func TestInitSameOnEveryKernelPath(t *testing.T) {
+	before := kernels.ActivePath()
+	defer func() {
+		if err := kernels.SetPath(before); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	small := tinyConfig(false)
+	small.HiddenSize, small.IntermediateSize, small.NumAttentionHeads, small.NumKeyValueHeads, small.VocabSize = 12, 1101, 2, 1, 33
+	chunked := tinyConfig(true)
+	chunked.HiddenSize, chunked.IntermediateSize = 256, 1100
+	for _, cfg := range []Config{small, chunked} {
+		for _, storage := range []Storage{StorageBF16, StorageF32} {
+			var ref *Model
+			for _, p := range kernels.SupportedPaths() {
+				if err := kernels.SetPath(p); err != nil {
+					t.Fatal(err)
+				}
+				m, err := New(cfg, Options{Seed: 9, Storage: storage})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ref == nil {
+					ref = m
+					continue
+				}
+				for i, q := range m.params {
+					if d := firstBitDiff(q.Float32(), ref.params[i].Float32()); d >= 0 {
+						t.Fatalf("hidden %d, %v: path %s: %s differs at %d from path %s", cfg.HiddenSize, storage, p, q.Name(), d, kernels.SupportedPaths()[0])
+					}
+				}
+			}
+		}
+	}
+	// and fill alone, at lengths around the vector width
+	tab := bf16NormalFor(0.02)
+	for _, n := range []int{0, 1, 7, 8, 9, 1000, 1 << 18} {
+		var ref []uint16
+		for _, p := range kernels.SupportedPaths() {
+			if err := kernels.SetPath(p); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]uint16, n)
+			tab.fill(got, uint64(n)*0x9e3779b97f4a7c15)
+			if ref == nil {
+				ref = got
+				continue
+			}
+			if fmt.Sprint(got) != fmt.Sprint(ref) {
+				t.Fatalf("fill of %d: path %s differs from %s", n, p, kernels.SupportedPaths()[0])
+			}
+		}
 	}
 }
 
@@ -230,11 +349,23 @@ func TestFullScaleInit(t *testing.T) {
 	fullScaleModel(t)
 }
 
+// BenchmarkBF16Normal fills 2^16 bf16 weights on each kernel path (the
+// active one is restored); MB/s reads as millions of weights a second.
 func BenchmarkBF16Normal(b *testing.B) {
 	tab := bf16NormalFor(0.02)
 	buf := make([]uint16, 1<<16)
-	b.SetBytes(int64(len(buf))) // MB/s reads as millions of weights a second
-	for i := 0; i < b.N; i++ {
-		tab.fill(buf, uint64(i))
+	before := kernels.ActivePath()
+	defer kernels.SetPath(before)
+	for _, p := range kernels.SupportedPaths() {
+		b.Run(string(p), func(b *testing.B) {
+			if err := kernels.SetPath(p); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(buf)))
+			for i := 0; i < b.N; i++ {
+				tab.fill(buf, uint64(i))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(buf)), "ns/weight")
+		})
 	}
 }

@@ -18,13 +18,15 @@ const qProj1 = "model.layers.1.self_attn.q_proj.weight"
 
 // masterPair writes a bf16 master and the packed checkpoint converted from
 // it (by Save, which quantizes as online quantization does) and returns
-// both folders.
+// both folders. Its seed gives qProj1 positive weights at about 0.5 and 1.5
+// band-widths from the code threshold, which TestCodeTieBandIsTight flips
+// (about half the seeds do; 7 did with the init streams before issue 22).
 func masterPair(t *testing.T, linearClass string) (packed, master string) {
 	t.Helper()
 	cfg := tinyConfig(false)
 	cfg.NumHiddenLayers = 3
 	cfg.QuantizationConfig = &model.QuantizationConfig{QuantMethod: "bitnet", LinearClass: linearClass, QuantizationMode: Online}
-	m, err := model.New(cfg, model.Options{Seed: 7, Storage: model.StorageBF16})
+	m, err := model.New(cfg, model.Options{Seed: 8, Storage: model.StorageBF16})
 	if err != nil {
 		t.Fatal(err)
 	}
