@@ -169,13 +169,26 @@ func packBlock(out []uint8, src []int8) {
 	}
 }
 
-// Unpack returns the weights [Rows, Cols], row-major.
+// Unpack returns the weights [Rows, Cols], row-major, decoded on
+// GOMAXPROCS threads.
 func (t *Ternary) Unpack() []int8 {
 	w := make([]int8, t.Rows*t.Cols)
-	for r := 0; r < t.Rows; r++ {
-		t.decodeRow(r, w[r*t.Cols:(r+1)*t.Cols])
-	}
+	parallelRows(t.Rows, t.Rows*t.Cols, func(r0, r1 int) {
+		t.UnpackRows(w[r0*t.Cols:r1*t.Cols], r0, r1)
+	})
 	return w
+}
+
+// UnpackRows writes rows [lo, hi) of the weights to dst [hi-lo, Cols],
+// row-major, on the calling goroutine. It panics when the rows are out of
+// range or dst is shorter than (hi-lo)·Cols.
+func (t *Ternary) UnpackRows(dst []int8, lo, hi int) {
+	if lo < 0 || hi > t.Rows || lo > hi {
+		panic(fmt.Sprintf("kernels: UnpackRows: rows [%d, %d) outside [0, %d)", lo, hi, t.Rows))
+	}
+	for r := lo; r < hi; r++ {
+		t.decodeRow(r, dst[(r-lo)*t.Cols:(r-lo+1)*t.Cols])
+	}
 }
 
 // FromHFPacked reads the offline layout of microsoft/bitnet-b1.58-2B-4T: uint8

@@ -139,8 +139,8 @@ func (tw *ternaryWeight) dequantized() []float32 { return tw.dequantizeInto(nil)
 
 // dequantizeInto is dequantized writing into buf when it is long enough.
 // An online weight is dequantized straight from its latent values (a table
-// lookup for bf16), which avoids unpacking the 2-bit matrix into a fresh
-// int8 copy; an offline one is unpacked.
+// lookup for bf16); an offline one is decoded from its 2-bit codes a row
+// at a time.
 func (tw *ternaryWeight) dequantizeInto(buf []float32) []float32 {
 	// the three possible values, computed as the float path computes them
 	var values [3]float32
@@ -179,10 +179,14 @@ func (tw *ternaryWeight) dequantizeInto(buf []float32) []float32 {
 			}
 		})
 	default:
-		tern := tw.t.Unpack()
-		ops.ParallelFor(len(tern), 1, func(lo, hi int) {
-			for i, v := range tern[lo:hi] {
-				wq[lo+i] = values[v+1]
+		rows, cols := tw.t.Rows, tw.t.Cols
+		ops.ParallelFor(rows, cols, func(lo, hi int) {
+			row := make([]int8, cols)
+			for r := lo; r < hi; r++ {
+				tw.t.UnpackRows(row, r, r+1)
+				for c, v := range row {
+					wq[r*cols+c] = values[v+1]
+				}
 			}
 		})
 	}
