@@ -57,27 +57,75 @@ func Accumulate(grad []float32) GradStats {
 const accumulateBlock = 1 << 16
 
 // accumulateBlockStats summarises one block; its L2 field holds the sum of
-// squares of the finite values, not yet its square root. Four partial sums
-// break the chain of dependent additions.
+// squares of the finite values, not yet its square root. The fast loop
+// assumes every value is finite (four partial sums and two maxima in
+// registers break the chains of dependent operations); a NaN or ±Inf makes
+// its sum non-finite (finite float32 squares cannot overflow float64), and
+// the block is then summarised again value by value.
 func accumulateBlockStats(grad []float32) GradStats {
 	s := GradStats{Elements: len(grad)}
-	var sums [4]float64
-	for i, g := range grad {
-		v := float64(g)
-		a := math.Abs(v)
+	var s0, s1, s2, s3, m0, m1 float64
+	n := len(grad) &^ 3
+	for i := 0; i < n; i += 4 {
+		g := grad[i : i+4 : i+4]
+		v0, v1, v2, v3 := float64(g[0]), float64(g[1]), float64(g[2]), float64(g[3])
+		s0 += v0 * v0
+		s1 += v1 * v1
+		s2 += v2 * v2
+		s3 += v3 * v3
+		if a := math.Abs(v0); a > m0 {
+			m0 = a
+		}
+		if a := math.Abs(v1); a > m1 {
+			m1 = a
+		}
+		if a := math.Abs(v2); a > m0 {
+			m0 = a
+		}
+		if a := math.Abs(v3); a > m1 {
+			m1 = a
+		}
+		if v0 == 0 || v1 == 0 || v2 == 0 || v3 == 0 {
+			for _, v := range g {
+				if v == 0 {
+					s.Zero++
+				}
+			}
+		}
+	}
+	for _, v := range grad[n:] {
+		x := float64(v)
+		s0 += x * x
+		m0 = max(m0, math.Abs(x))
+		if v == 0 {
+			s.Zero++
+		}
+	}
+	s.L2 = (s0 + s1) + (s2 + s3)
+	if math.IsNaN(s.L2) || math.IsInf(s.L2, 0) {
+		return accumulateEach(grad)
+	}
+	s.MaxAbs = max(m0, m1)
+	return s
+}
+
+// accumulateEach is accumulateBlockStats one value at a time, for blocks
+// that hold a NaN or ±Inf.
+func accumulateEach(grad []float32) GradStats {
+	s := GradStats{Elements: len(grad)}
+	for _, v := range grad {
+		x := float64(v)
+		a := math.Abs(x)
 		if !(a <= math.MaxFloat64) { // NaN or ±Inf
 			s.NonFinite++
 			continue
 		}
-		if g == 0 {
+		if v == 0 {
 			s.Zero++
 		}
-		sums[i&3] += v * v
-		if a > s.MaxAbs {
-			s.MaxAbs = a
-		}
+		s.L2 += x * x
+		s.MaxAbs = max(s.MaxAbs, a)
 	}
-	s.L2 = (sums[0] + sums[1]) + (sums[2] + sums[3])
 	return s
 }
 
