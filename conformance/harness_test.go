@@ -1,11 +1,15 @@
 package conformance_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tritter-ai/conformance/conformance/presets"
@@ -23,18 +27,81 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// runSuites runs `go test` on suite packages with harness arguments and
-// returns the combined output and whether it passed.
+// runSuites runs suite packages with harness arguments as `go test -count=1
+// -v pkgs... -args args...` does, and returns the combined output and
+// whether every suite passed. The suites' test binaries are built once per
+// test process (suiteBinaries) instead of by a go command per call, which
+// loaded the packages, hashed their sources and found the cached link again
+// each time: about a second a call.
 func runSuites(t *testing.T, pkgs []string, args ...string) (string, bool) {
 	t.Helper()
-	cmdArgs := append([]string{"test", "-count=1", "-v"}, pkgs...)
-	cmdArgs = append(cmdArgs, "-args")
-	cmdArgs = append(cmdArgs, append(args, "-ginkgo.no-color")...)
-	cmd := exec.Command("go", cmdArgs...)
-	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), "CONFORMANCE_CONFIGS=", "CONFORMANCE_MODEL_DIR=", "CONFORMANCE_CONFIG_DIR=", "CONFORMANCE_GOLDEN_DIR=")
-	out, err := cmd.CombinedOutput()
-	return string(out), err == nil
+	dir, root := suiteBinaries(t), moduleRoot(t)
+	// What go test passes a test binary (-count=1 -v, the default timeout),
+	// then the harness arguments. Like go test, the packages run in their
+	// own folders, up to GOMAXPROCS at a time, and their output is given
+	// package by package.
+	flags := []string{"-test.paniconexit0", "-test.timeout=10m0s", "-test.count=1", "-test.v=true"}
+	flags = append(flags, append(args, "-ginkgo.no-color")...)
+	outs, oks := make([]string, len(pkgs)), make([]bool, len(pkgs))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, pkg := range pkgs {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			cmd := exec.Command(filepath.Join(dir, path.Base(pkg)+".test"), flags...)
+			cmd.Dir = filepath.Join(root, filepath.FromSlash(pkg))
+			cmd.Env = append(os.Environ(), "CONFORMANCE_CONFIGS=", "CONFORMANCE_MODEL_DIR=", "CONFORMANCE_CONFIG_DIR=", "CONFORMANCE_GOLDEN_DIR=")
+			out, err := cmd.CombinedOutput()
+			outs[i], oks[i] = string(out), err == nil
+			if err != nil {
+				outs[i] += fmt.Sprintf("FAIL\t%s: %v\n", pkg, err)
+			}
+		})
+	}
+	wg.Wait()
+	return strings.Join(outs, ""), !slices.Contains(oks, false)
+}
+
+// suiteBins holds the suites' test binaries, built on first use and
+// removed by TestMain.
+var suiteBins struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// suiteBinaries builds the test binary of every suite package into one
+// folder (go test -c -o dir/ ./suites/..., as go test would build them)
+// once per test process, and returns the folder; <name>.test is the binary
+// of ./suites/<name>.
+func suiteBinaries(t *testing.T) string {
+	t.Helper()
+	suiteBins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "suites")
+		if err != nil {
+			suiteBins.err = err
+			return
+		}
+		suiteBins.dir = dir
+		cmd := exec.Command("go", "test", "-c", "-o", dir+string(filepath.Separator), "./suites/...")
+		cmd.Dir = moduleRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			suiteBins.err = fmt.Errorf("building the suites: %v\n%s", err, out)
+		}
+	})
+	if suiteBins.err != nil {
+		t.Fatal(suiteBins.err)
+	}
+	return suiteBins.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if suiteBins.dir != "" {
+		os.RemoveAll(suiteBins.dir)
+	}
+	os.Exit(code)
 }
 
 // Dropping one JSON file into a folder named on the command line gives the
