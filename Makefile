@@ -47,22 +47,23 @@ test: vet unit fuzz-short conformance
 vet:
 	$(GO) vet ./...
 
-# The unit tests. -race where there is concurrency to check: the packages
-# with goroutines, locks, atomics or pools of their own (RACE_PACKAGES:
-# ParallelFor and the ops in internal/ops, the kernels' worker pool and
-# sgemm, the model's layer-major passes, init workers and stream buffers,
-# gguf/verify's lazy sync.Once results, conformance's progress watcher and
-# subject lock). Every other package's tests run once, without -race, on
-# the build make vet has just compiled: their own code is sequential, and
-# the concurrent code they call in model and internal/ops is raced by those
-# packages' tests (a coverage comparison: every statement of those
-# packages that only a plain package's tests reach is sequential, e.g. the
-# teacher-forcing observer, a checkpoint source read by the layer-major
-# coordinator, float64 weight widening). -vet=off: make vet has just run
-# every analyzer that go test would, on the same packages and test files.
-# -short skips the two tightness self-tests (tightness_test.go), which run
-# next, and the out-of-tree test, which builds a second module that
-# requires this one and runs it with the module's sources removed.
+# The unit tests. -race where there is concurrency to check (RACE_PACKAGES,
+# the packages with goroutines, locks, atomics or pools of their own:
+# ParallelFor and the ops, the kernels' worker pool, sgemm, the model's
+# passes, init workers and stream buffers, gguf/verify's sync.Once results,
+# conformance's progress watcher and subject lock); every other package
+# once without it, on the build make vet has just compiled. Their own code
+# is sequential, and the concurrent code they reach is raced by those
+# packages' tests: by coverage, each statement of a race package that only
+# a plain package's tests reach is sequential (the teacher-forcing
+# observer, a checkpoint source read by the layer-major coordinator,
+# float64 weight widening). The plain run includes the harness self-tests
+# (conformance/numerics: thousands of golden checks against 31 injected
+# bugs), minutes under -race. -vet=off: make vet has run every analyzer go
+# test would, on the same packages and test files. -short skips the two
+# tightness self-tests (tightness_test.go), which run next, and the
+# out-of-tree test, which builds a second module that requires this one and
+# runs it with the module's sources removed.
 MODULE := github.com/tritter-ai/conformance
 RACE_PACKAGES := conformance model kernels kernels/sgemm internal/ops gguf/verify
 unit:
@@ -71,8 +72,8 @@ unit:
 	$(GO) test -count=1 -vet=off -run '^(TestBoundHeadroom|TestEndToEndBoundsFailJustAbove)$$' ./conformance/numerics/
 	$(GO) test -count=1 -vet=off -run '^TestSpecsRunFromAnotherModule$$' ./conformance/
 
-# Each fuzz target runs a fixed number of inputs, about 10 s on two idle
-# cores (rates in the README), times FUZZSCALE; crashers land in
+# Each fuzz target runs a fixed number of inputs, 2 to 8 s on two idle
+# cores (rates in docs/bad-input.md), times FUZZSCALE; crashers land in
 # testdata/fuzz and become regression cases that the unit tests replay.
 # Both limits are counts (Nx), not durations: with a duration, Go before
 # 1.27 can fail a target that found nothing with "context deadline
@@ -89,7 +90,7 @@ fuzz-short:
 		echo "fuzz $$pkg $$fn for $${n} inputs"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${n}x -fuzzminimizetime $(FUZZMINIMIZE) $$pkg || exit 1; done
 
-# About five minutes per target.
+# 1 to 4 minutes per target (30 times make fuzz-short's inputs).
 fuzz:
 	$(MAKE) fuzz-short FUZZSCALE=30 FUZZMINIMIZE=2000x
 
