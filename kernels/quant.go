@@ -138,7 +138,7 @@ func Ternarize(dst []int8, w []float32, scale float32) {
 		panic(fmt.Errorf("kernels: Ternarize: len(dst) = %d, want len(w) = %d", len(dst), len(w)))
 	}
 	for i, v := range w {
-		dst[i] = roundClamp(float32(v*scale), -1, 1)
+		dst[i] = ternarize(v, scale)
 	}
 }
 

@@ -45,15 +45,14 @@ func quantizeWeight(w []float32, out, in int, tern []int8) (*ternaryWeight, erro
 	return &ternaryWeight{t: t, scale: s, latentF32: w}, nil
 }
 
-// quantizeBF16 is quantizeWeight for a bf16 weight [out,in]; tern is not
-// used. bf16 has only 65536 values, so the mean |W| comes from a histogram
+// quantizeBF16 is quantizeWeight for a bf16 weight [out,in]. bf16 has only 65536 values, so the mean |W| comes from a histogram
 // (exact counts, then a float64 sum in a fixed order), and
 // kernels.PackTernaryBF16 ternarises and packs straight from the bf16 bit
 // patterns; the result equals quantizeWeight on the same values converted
 // to float32 except that the float64 sum may round differently in its last
 // bits. Both passes run on GOMAXPROCS threads; the counts are exact, so the
 // result does not depend on the thread count.
-func quantizeBF16(w []uint16, out, in int, _ []int8) (*ternaryWeight, error) {
+func quantizeBF16(w []uint16, out, in int) (*ternaryWeight, error) {
 	sum := bf16AbsSum(w)
 	mean := float32(sum / float64(len(w)))
 	s := float32(1) / max(mean, 1e-5)

@@ -15,7 +15,7 @@ func TestQuantizeBF16MatchesFloat32(t *testing.T) {
 	f32ToBF16(b, w)
 	wr := make([]float32, len(w))
 	bf16ToF32(wr, b)
-	got, err := quantizeBF16(b, out, in, nil)
+	got, err := quantizeBF16(b, out, in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,13 +69,19 @@ func EstimateMemory(cfg Config, storage Storage, B, T int, streamed bool) (Memor
 	// the lm_head gradient (reused for the embedding's), one layer's
 	// gradients and one dequantized weight
 	e.Gradients = 4 * (V*H + layerElems + maxLinear)
+	// f32 weights are ternarised into int8 scratch before packing; bf16
+	// ones are packed straight from their bit patterns
+	var scratch int64
+	if st == StorageF32 {
+		scratch = maxLinear
+	}
 	if streamed {
 		e.Weights = nonLayer * latent
-		e.Layer = layerElems*latent + linearElems/4 + maxLinear
+		e.Layer = layerElems*latent + linearElems/4 + scratch
 		e.Activations += 4 * 2 * cache // the recomputed layer and the pool's spare
 	} else {
 		e.Weights = (L*layerElems+nonLayer)*latent + L*linearElems/4
-		e.Layer = maxLinear // quantization scratch
+		e.Layer = scratch
 		e.Activations += 4 * L * cache
 	}
 	return e, nil

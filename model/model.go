@@ -213,7 +213,8 @@ func (p *Param) Offline() (w *kernels.Ternary, weightScale float32, conv ScaleCo
 // caching it on first use.
 func (p *Param) ternary() (*ternaryWeight, error) { return p.ternaryWith(nil) }
 
-// ternaryWith is ternary with scratch space for the unpacked ternary values.
+// ternaryWith is ternary with scratch space for an f32 weight's ternary
+// values (bf16 weights are packed without it).
 func (p *Param) ternaryWith(tern []int8) (*ternaryWeight, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -223,7 +224,7 @@ func (p *Param) ternaryWith(tern []int8) (*ternaryWeight, error) {
 	var tw *ternaryWeight
 	var err error
 	if p.bf16 != nil {
-		tw, err = quantizeBF16(p.bf16, p.shape[0], p.shape[1], tern)
+		tw, err = quantizeBF16(p.bf16, p.shape[0], p.shape[1])
 	} else {
 		tw, err = quantizeWeight(p.f32, p.shape[0], p.shape[1], tern)
 	}
@@ -483,7 +484,7 @@ func (m *Model) prepareTernary() error {
 			var tern []int8
 			for i := range next {
 				_, errs[i] = todo[i].ternaryWith(tern)
-				if n := len(todo[i].bf16) + len(todo[i].f32); n > cap(tern) {
+				if n := len(todo[i].f32); n > cap(tern) { // bf16 packs without scratch
 					tern = make([]int8, n)
 				}
 			}

@@ -30,7 +30,7 @@ func TestQuantizeBF16IndependentOfGOMAXPROCS(t *testing.T) {
 	for _, procs := range []int{1, 2, 3} {
 		old := runtime.GOMAXPROCS(procs)
 		sum := bf16AbsSum(w)
-		tw, err := quantizeBF16(w, rows, cols, nil)
+		tw, err := quantizeBF16(w, rows, cols)
 		runtime.GOMAXPROCS(old)
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +62,7 @@ func TestQuantizeBF16PacksTernarize(t *testing.T) {
 	const rows, cols = 263, 1000
 	w := randomBF16(rows*cols, 0.02, 7)
 	copy(w[1000:], []uint16{0x0001, 0x8001, 0x007f, 0x0000, 0x8000})
-	tw, err := quantizeBF16(w, rows, cols, nil)
+	tw, err := quantizeBF16(w, rows, cols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +105,11 @@ func BenchmarkQuantizeBF16(b *testing.B) {
 	}{{"2b-4t-down", 2560, 6912}, {"70b-down", 8192, 28672}} {
 		b.Run(shape.name, func(b *testing.B) {
 			w := randomBF16(shape.rows*shape.cols, 0.02, 1)
-			tern := make([]int8, len(w))
 			b.SetBytes(int64(len(w))) // "MB/s" reads as millions of weights per second
 			cpu := cpuSeconds()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := quantizeBF16(w, shape.rows, shape.cols, tern); err != nil {
+				if _, err := quantizeBF16(w, shape.rows, shape.cols); err != nil {
 					b.Fatal(err)
 				}
 			}

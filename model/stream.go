@@ -232,7 +232,7 @@ func (b *layerBuffers) load(m *Model, i int) ([slotsPerLayer]*Param, error) {
 				return ps, err
 			}
 		}
-		if p.spec.Kind == KindLinear && dst.tern == nil && len(b.tern) < n {
+		if p.spec.Kind == KindLinear && dst.tern == nil && dst.f32 != nil && len(b.tern) < n { // bf16 packs without scratch
 			b.tern = make([]int8, n)
 		}
 		ps[slot] = dst
