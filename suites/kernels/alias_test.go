@@ -131,13 +131,7 @@ func aliasEntries() []TableEntry {
 	for _, off := range []int64{0, 1, -1, 0x7fff, -0x7fff, 0x10000, -0x10000} {
 		cases = append(cases, aliasCase{boundaryTable(rng, boundaryKey, boundaryN, off), fmt.Sprintf("thresholds at draws%+d", off), boundaryN, boundaryKey, 0})
 	}
-	var entries []TableEntry
-	for _, p := range kernels.SupportedPaths() {
-		for _, c := range cases {
-			entries = append(entries, Entry(fmt.Sprintf("path %s, %v", p, c), p, c))
-		}
-	}
-	return entries
+	return pathEntries(cases, func(c aliasCase) string { return fmt.Sprint(c) })
 }
 
 var _ = Describe("FillAlias", Label("suite:kernels", conformance.LabelCostModel), func() {

@@ -145,13 +145,7 @@ func parityEntries() []TableEntry {
 	for _, k := range []int{4096, 8192, 16384} {
 		cases = append(cases, filledCase(6, k, 5, 1, 127), filledCase(6, k, 5, -1, -128))
 	}
-	var entries []TableEntry
-	for _, p := range kernels.SupportedPaths() {
-		for _, c := range cases {
-			entries = append(entries, Entry(fmt.Sprintf("path %s, %v", p, c), p, c))
-		}
-	}
-	return entries
+	return pathEntries(cases, func(c matMulCase) string { return fmt.Sprint(c) })
 }
 
 var _ = Describe("Ternary MatMul", Label("suite:kernels", conformance.LabelCostModel), func() {

@@ -104,13 +104,7 @@ func bf16Entries() []TableEntry {
 		{name: "every pattern, scale NaN", rows: 256, cols: 256, w: every, scale: float32(math.NaN())},
 		{name: "normal weights, partial block", rows: 36, cols: 700, w: normal, scale: 1 / (0.8 * 0.02)},
 	}
-	var entries []TableEntry
-	for _, p := range kernels.SupportedPaths() {
-		for _, c := range cases {
-			entries = append(entries, Entry(fmt.Sprintf("path %s, %s [%d, %d]", p, c.name, c.rows, c.cols), p, c))
-		}
-	}
-	return entries
+	return pathEntries(cases, func(c bf16Case) string { return fmt.Sprintf("%s [%d, %d]", c.name, c.rows, c.cols) })
 }
 
 var _ = Describe("Packing bf16 weights", Label("suite:kernels", conformance.LabelCostModel), func() {

@@ -54,13 +54,7 @@ func quantEntries() []TableEntry {
 			want: []int8{-127, 100, 3, 0, 0, 0}},
 		{name: "random rows", rows: 7, cols: 333, x: random},
 	}
-	var entries []TableEntry
-	for _, p := range kernels.SupportedPaths() {
-		for _, c := range cases {
-			entries = append(entries, Entry(fmt.Sprintf("path %s, %s [%d, %d]", p, c.name, c.rows, c.cols), p, c))
-		}
-	}
-	return entries
+	return pathEntries(cases, func(c quantCase) string { return fmt.Sprintf("%s [%d, %d]", c.name, c.rows, c.cols) })
 }
 
 var _ = Describe("QuantizeActivations", Label("suite:kernels", conformance.LabelCostModel), func() {
